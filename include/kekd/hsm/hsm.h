@@ -1,0 +1,48 @@
+// The HSM capability that the domain layers use (keys/, and later quorum/ and audit/).
+//
+// Security model: key encryption keys are generated inside the token and never leave it; this
+// interface has no operation that returns KEK material. Callers name KEKs by their token label
+// (`kekd:<name>:<version>`, see keys/key_name.h), because the token is the source of truth and
+// labels are what start-up reconciliation compares with the store.
+//
+// Two implementations: Pkcs11Hsm (any PKCS#11 module, SoftHSM in tests) and, for fast unit tests
+// of domain logic only, an in-memory fake in tests/support.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kekd/common/bytes.h"
+#include "kekd/common/error.h"
+
+namespace kekd::hsm {
+
+class Hsm {
+ public:
+  virtual ~Hsm() = default;
+
+  // Generates a non-extractable AES-256 KEK in the token with the template of DESIGN §3.
+  // kAlreadyExists if an object with this label is already in the token.
+  virtual Status generate_kek(std::string_view label) = 0;
+
+  // Labels of all KEKs in the token whose label starts with prefix, sorted.
+  virtual Result<std::vector<std::string>> find_keks(std::string_view prefix) = 0;
+
+  // Deletes the KEK from the token. kNotFound if there is none with this label.
+  virtual Status destroy_kek(std::string_view label) = 0;
+
+  // RFC 5649 (CKM_AES_KEY_WRAP_PAD) wrap of payload under the KEK. The payload must be a multiple
+  // of 8 bytes, at least 16: kekd frames and pads its payloads itself (DESIGN §4).
+  // kNotFound if the KEK is not in the token.
+  virtual Result<Bytes> wrap(std::string_view label, ByteView payload) = 0;
+
+  // Inverse of wrap. A tampered input, or one wrapped under another key, is kInvalidCiphertext.
+  virtual Result<SecretBytes> unwrap(std::string_view label, ByteView wrapped) = 0;
+
+  // n bytes from the token's random number generator.
+  virtual Result<SecretBytes> random(std::size_t n) = 0;
+};
+
+}  // namespace kekd::hsm

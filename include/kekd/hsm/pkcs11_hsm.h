@@ -1,0 +1,56 @@
+// The Hsm capability on a real PKCS#11 module (SoftHSM in development and tests, a vendor's
+// module in production), loaded by path.
+//
+// Every call runs on a session leased from a fixed pool. A call that finds its session lost is
+// run once more on a fresh session; the pool replaces lost and failed sessions by itself, so the
+// daemon recovers when the token comes back. Transient session objects (payloads on their way
+// into C_WrapKey or out of C_UnwrapKey) are destroyed by a guard on every path; token objects
+// (KEKs) are never destroyed by a destructor, only by destroy_kek.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kekd/common/bytes.h"
+#include "kekd/hsm/hsm.h"
+
+namespace kekd::hsm {
+
+class Module;
+class SessionPool;
+
+struct Pkcs11Config {
+  std::string module_path = "/usr/lib/softhsm/libsofthsm2.so";
+  std::string token_label = "kekd";
+  SecretBytes pin;
+  std::size_t sessions = 8;
+};
+
+class Pkcs11Hsm final : public Hsm {
+ public:
+  // Loads the module, finds the token by label, opens and logs in the sessions.
+  static Result<std::unique_ptr<Pkcs11Hsm>> open(Pkcs11Config config);
+  ~Pkcs11Hsm() override;
+
+  Status generate_kek(std::string_view label) override;
+  Result<std::vector<std::string>> find_keks(std::string_view prefix) override;
+  Status destroy_kek(std::string_view label) override;
+  Result<Bytes> wrap(std::string_view label, ByteView payload) override;
+  Result<SecretBytes> unwrap(std::string_view label, ByteView wrapped) override;
+  Result<SecretBytes> random(std::size_t n) override;
+
+  // True while every pooled session is usable (readiness).
+  bool healthy() const;
+
+  // For tests of the adapter itself (tests/integration/hsm): the raw module and pool.
+  Module& module();
+  SessionPool& sessions();
+
+ private:
+  struct Impl;
+  explicit Pkcs11Hsm(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kekd::hsm

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every build, test and run dependency of kekd from Debian 12's archive (DESIGN §1).
+# Idempotent: packages already present are not touched, and apt-get is not called at all when
+# nothing is missing. Works as root or through sudo.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  g++ cmake ninja-build pkg-config clang-format
+  # libraries (DESIGN §1)
+  libp11-kit-dev libbotan-2-dev libboost-dev libssl-dev nlohmann-json3-dev
+  libsqlite3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
+  # the development and test token
+  softhsm2
+  # tests and independent oracles
+  doctest-dev opensc openssl python3-pykcs11 sqlite3 curl jq
+  # KMS compatibility tests, benchmark load generator
+  awscli python3-boto3 wrk
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

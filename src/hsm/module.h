@@ -1,0 +1,39 @@
+// A loaded PKCS#11 module: dlopen, C_GetFunctionList, C_Initialize on creation, C_Finalize and
+// dlclose on destruction (RAII, after Botan's p11::Module).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kekd/common/error.h"
+#include "pkcs11.h"
+
+namespace kekd::hsm {
+
+class Module {
+ public:
+  // Loads the module at path and initialises it for use from several threads with the operating
+  // system's locking primitives (CKF_OS_LOCKING_OK).
+  static Result<std::unique_ptr<Module>> load(const std::string& path);
+
+  ~Module();
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // The slot holding the initialised token with this label. kNotFound if none; kFailedPrecondition
+  // if several tokens share the label (kekd would not know which one holds its keys).
+  Result<CK_SLOT_ID> find_token(const std::string& label) const;
+
+  CK_FUNCTION_LIST* fn() const { return fn_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Module(std::string path, void* handle, CK_FUNCTION_LIST* fn)
+      : path_(std::move(path)), handle_(handle), fn_(fn) {}
+
+  std::string path_;
+  void* handle_;
+  CK_FUNCTION_LIST* fn_;
+};
+
+}  // namespace kekd::hsm

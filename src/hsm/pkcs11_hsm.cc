@@ -1,0 +1,352 @@
+#include "kekd/hsm/pkcs11_hsm.h"
+
+#include <algorithm>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "ck_result.h"
+#include "kek_template.h"
+#include "module.h"
+#include "session_pool.h"
+
+namespace kekd::hsm {
+namespace {
+
+constexpr std::size_t kKekIdBytes = 16;
+
+// What an operation on one session ended with: CKR_OK, or the first failing call.
+struct CkOutcome {
+  CK_RV rv = CKR_OK;
+  const char* function = "";
+  CkCall call = CkCall::kGeneral;
+};
+
+CkOutcome failed(CK_RV rv, const char* function, CkCall call = CkCall::kGeneral) {
+  return CkOutcome{rv, function, call};
+}
+
+ByteView as_bytes(std::string_view s) {
+  return ByteView(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+}
+
+bool stale_key_handle(CK_RV rv) {
+  return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID ||
+         rv == CKR_WRAPPING_KEY_HANDLE_INVALID || rv == CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+}
+
+// Destroys a transient session object on every path out of a scope.
+class ObjectGuard {
+ public:
+  ObjectGuard(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object)
+      : fn_(fn), session_(session), object_(object) {}
+  ~ObjectGuard() { fn_->C_DestroyObject(session_, object_); }
+  ObjectGuard(const ObjectGuard&) = delete;
+  ObjectGuard& operator=(const ObjectGuard&) = delete;
+
+ private:
+  CK_FUNCTION_LIST* fn_;
+  CK_SESSION_HANDLE session_;
+  CK_OBJECT_HANDLE object_;
+};
+
+// Runs a C_FindObjects search to the end; C_FindObjectsFinal is called on every path.
+CkOutcome find_objects(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, AttributeTemplate& query,
+                       std::vector<CK_OBJECT_HANDLE>& found) {
+  CK_RV rv = fn->C_FindObjectsInit(session, query.data(), query.size());
+  if (rv != CKR_OK) {
+    return failed(rv, "C_FindObjectsInit");
+  }
+  CK_OBJECT_HANDLE batch[64];
+  CK_ULONG count = 0;
+  do {
+    rv = fn->C_FindObjects(session, batch, 64, &count);
+    if (rv != CKR_OK) {
+      fn->C_FindObjectsFinal(session);
+      return failed(rv, "C_FindObjects");
+    }
+    found.insert(found.end(), batch, batch + count);
+  } while (count == 64);
+  rv = fn->C_FindObjectsFinal(session);
+  return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_FindObjectsFinal");
+}
+
+CkOutcome find_by_label(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, std::string_view label,
+                        std::vector<CK_OBJECT_HANDLE>& found) {
+  AttributeTemplate query;
+  query.set_ulong(CKA_CLASS, CKO_SECRET_KEY).set_bytes(CKA_LABEL, as_bytes(label));
+  return find_objects(fn, session, query, found);
+}
+
+// Reads a variable-length attribute with the two-call convention of C_GetAttributeValue.
+template <typename Buffer>
+CkOutcome read_attribute(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                         CK_ATTRIBUTE_TYPE type, Buffer& out) {
+  CK_ATTRIBUTE attr{type, nullptr, 0};
+  CK_RV rv = fn->C_GetAttributeValue(session, object, &attr, 1);
+  if (rv != CKR_OK) {
+    return failed(rv, "C_GetAttributeValue");
+  }
+  out.resize(attr.ulValueLen);
+  attr.pValue = out.data();
+  rv = fn->C_GetAttributeValue(session, object, &attr, 1);
+  if (rv != CKR_OK) {
+    return failed(rv, "C_GetAttributeValue");
+  }
+  out.resize(attr.ulValueLen);
+  return {};
+}
+
+}  // namespace
+
+struct Pkcs11Hsm::Impl {
+  std::unique_ptr<Module> module;
+  std::unique_ptr<SessionPool> pool;
+
+  std::shared_mutex handles_mu;
+  std::unordered_map<std::string, CK_OBJECT_HANDLE> handles;
+
+  CK_FUNCTION_LIST* fn() const { return module->fn(); }
+
+  void forget_handles() {
+    std::unique_lock lock(handles_mu);
+    handles.clear();
+  }
+
+  void forget_handle(std::string_view label) {
+    std::unique_lock lock(handles_mu);
+    handles.erase(std::string(label));
+  }
+
+  // The KEK's object handle, through a cache: handles of token objects stay valid while the
+  // module is initialised, and a C_FindObjects per wrap would cost more than the wrap.
+  // Sets *missing (and returns CKR_OK) when no such KEK is in the token.
+  CkOutcome kek_handle(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
+                       bool& missing) {
+    missing = false;
+    {
+      std::shared_lock lock(handles_mu);
+      auto it = handles.find(std::string(label));
+      if (it != handles.end()) {
+        out = it->second;
+        return {};
+      }
+    }
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(fn(), session, label, found);
+    if (outcome.rv != CKR_OK) {
+      return outcome;
+    }
+    if (found.size() != 1) {
+      // Zero is a missing KEK; several would make the label ambiguous, which kekd never creates.
+      missing = true;
+      return {};
+    }
+    out = found.front();
+    std::unique_lock lock(handles_mu);
+    handles.emplace(std::string(label), out);
+    return {};
+  }
+
+  // Runs op on a leased session. A lost session, or a cached KEK handle gone stale, earns one
+  // more try on a fresh lease; every other failure is converted once, by ck_error.
+  template <typename Op>
+  Status run(Op&& op) {
+    for (int attempt = 0;; ++attempt) {
+      KEKD_ASSIGN_OR_RETURN(SessionPool::Lease lease, pool->acquire());
+      CkOutcome outcome = op(lease.handle());
+      if (outcome.rv == CKR_OK) {
+        return ok_status();
+      }
+      lease.report(outcome.rv);
+      bool session_gone = ck_session_lost(outcome.rv) || ck_device_failed(outcome.rv);
+      if (session_gone || stale_key_handle(outcome.rv)) {
+        // After a lost session the module may hand out new handles: drop every cached one.
+        forget_handles();
+      }
+      bool retry = ck_session_lost(outcome.rv) || stale_key_handle(outcome.rv);
+      if (!retry || attempt > 0) {
+        return ck_error(outcome.rv, outcome.function, outcome.call);
+      }
+    }
+  }
+};
+
+Pkcs11Hsm::Pkcs11Hsm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pkcs11Hsm::~Pkcs11Hsm() {
+  impl_->pool.reset();  // close the sessions before C_Finalize
+}
+
+Module& Pkcs11Hsm::module() { return *impl_->module; }
+SessionPool& Pkcs11Hsm::sessions() { return *impl_->pool; }
+bool Pkcs11Hsm::healthy() const { return impl_->pool->healthy(); }
+
+Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
+  auto impl = std::make_unique<Impl>();
+  KEKD_ASSIGN_OR_RETURN(impl->module, Module::load(config.module_path));
+  KEKD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, impl->module->find_token(config.token_label));
+  KEKD_ASSIGN_OR_RETURN(
+      impl->pool, SessionPool::open(*impl->module, slot, std::move(config.pin), config.sessions));
+  return std::unique_ptr<Pkcs11Hsm>(new Pkcs11Hsm(std::move(impl)));
+}
+
+Status Pkcs11Hsm::generate_kek(std::string_view label) {
+  bool exists = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found);
+    if (outcome.rv != CKR_OK || !found.empty()) {
+      exists = !found.empty();
+      return outcome;
+    }
+    std::uint8_t id[kKekIdBytes];
+    CK_RV rv = impl_->fn()->C_GenerateRandom(session, id, sizeof id);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_GenerateRandom");
+    }
+    AttributeTemplate kek = kek_template(label, ByteView(id, sizeof id));
+    CK_MECHANISM mechanism{CKM_AES_KEY_GEN, nullptr, 0};
+    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    rv = impl_->fn()->C_GenerateKey(session, &mechanism, kek.data(), kek.size(), &handle);
+    return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKey");
+  });
+  if (status.ok() && exists) {
+    return Error(Code::kAlreadyExists,
+                 "the token already holds a key labelled " + std::string(label));
+  }
+  return status;
+}
+
+Result<std::vector<std::string>> Pkcs11Hsm::find_keks(std::string_view prefix) {
+  std::vector<std::string> labels;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    labels.clear();
+    AttributeTemplate query;
+    query.set_ulong(CKA_CLASS, CKO_SECRET_KEY).set_bool(CKA_TOKEN, true);
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_objects(impl_->fn(), session, query, found);
+    if (outcome.rv != CKR_OK) {
+      return outcome;
+    }
+    for (CK_OBJECT_HANDLE object : found) {
+      std::string label;
+      outcome = read_attribute(impl_->fn(), session, object, CKA_LABEL, label);
+      if (outcome.rv != CKR_OK) {
+        return outcome;
+      }
+      if (label.starts_with(prefix)) {
+        labels.push_back(std::move(label));
+      }
+    }
+    return CkOutcome{};
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  std::sort(labels.begin(), labels.end());
+  return labels;
+}
+
+Status Pkcs11Hsm::destroy_kek(std::string_view label) {
+  bool missing = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found);
+    if (outcome.rv != CKR_OK) {
+      return outcome;
+    }
+    missing = found.empty();
+    for (CK_OBJECT_HANDLE object : found) {
+      CK_RV rv = impl_->fn()->C_DestroyObject(session, object);
+      if (rv != CKR_OK) {
+        return failed(rv, "C_DestroyObject");
+      }
+    }
+    return CkOutcome{};
+  });
+  impl_->forget_handle(label);
+  KEKD_RETURN_IF_ERROR(status);
+  if (missing) {
+    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  }
+  return ok_status();
+}
+
+Result<Bytes> Pkcs11Hsm::wrap(std::string_view label, ByteView payload) {
+  if (payload.size() < 16 || payload.size() % 8 != 0) {
+    return Error(Code::kInvalidArgument, "a payload to wrap must be a multiple of 8 bytes, >= 16");
+  }
+  Bytes wrapped;
+  bool missing = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
+    CkOutcome outcome = impl_->kek_handle(session, label, kek, missing);
+    if (outcome.rv != CKR_OK || missing) {
+      return outcome;
+    }
+    AttributeTemplate object_template = payload_object_template(payload);
+    CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
+    CK_RV rv = impl_->fn()->C_CreateObject(session, object_template.data(), object_template.size(),
+                                           &object);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_CreateObject");
+    }
+    ObjectGuard guard(impl_->fn(), session, object);
+    CK_MECHANISM mechanism{kKekMechanism, nullptr, 0};
+    wrapped.resize(payload.size() + 16);  // RFC 5649 adds at most 8 bytes; spare room is cheap
+    CK_ULONG length = wrapped.size();
+    rv = impl_->fn()->C_WrapKey(session, &mechanism, kek, object, wrapped.data(), &length);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_WrapKey");
+    }
+    wrapped.resize(length);
+    return CkOutcome{};
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  if (missing) {
+    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  }
+  return wrapped;
+}
+
+Result<SecretBytes> Pkcs11Hsm::unwrap(std::string_view label, ByteView wrapped) {
+  SecretBytes payload;
+  bool missing = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
+    CkOutcome outcome = impl_->kek_handle(session, label, kek, missing);
+    if (outcome.rv != CKR_OK || missing) {
+      return outcome;
+    }
+    AttributeTemplate object_template = unwrapped_payload_template();
+    CK_MECHANISM mechanism{kKekMechanism, nullptr, 0};
+    CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
+    CK_RV rv = impl_->fn()->C_UnwrapKey(session, &mechanism, kek,
+                                        const_cast<std::uint8_t*>(wrapped.data()), wrapped.size(),
+                                        object_template.data(), object_template.size(), &object);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_UnwrapKey", CkCall::kUnwrap);
+    }
+    ObjectGuard guard(impl_->fn(), session, object);
+    return read_attribute(impl_->fn(), session, object, CKA_VALUE, payload);
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  if (missing) {
+    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  }
+  return payload;
+}
+
+Result<SecretBytes> Pkcs11Hsm::random(std::size_t n) {
+  SecretBytes out(n);
+  if (n == 0) {
+    return out;
+  }
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    CK_RV rv = impl_->fn()->C_GenerateRandom(session, out.data(), out.size());
+    return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateRandom");
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  return out;
+}
+
+}  // namespace kekd::hsm

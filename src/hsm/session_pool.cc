@@ -1,0 +1,120 @@
+#include "session_pool.h"
+
+#include "ck_result.h"
+
+namespace kekd::hsm {
+
+SessionPool::SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, std::size_t size)
+    : module_(module), slot_(slot), pin_(std::move(pin)), handles_(size, CK_INVALID_HANDLE) {
+  for (std::size_t i = size; i > 0; --i) {
+    free_.push_back(i - 1);
+  }
+}
+
+Result<std::unique_ptr<SessionPool>> SessionPool::open(const Module& module, CK_SLOT_ID slot,
+                                                       SecretBytes pin, std::size_t size) {
+  if (size == 0) {
+    return Error(Code::kInvalidArgument, "the session pool needs at least one session");
+  }
+  std::unique_ptr<SessionPool> pool(new SessionPool(module, slot, std::move(pin), size));
+  for (std::size_t i = 0; i < size; ++i) {
+    KEKD_ASSIGN_OR_RETURN(pool->handles_[i], pool->open_session());
+  }
+  return pool;
+}
+
+SessionPool::~SessionPool() {
+  std::lock_guard lock(mu_);
+  for (CK_SESSION_HANDLE h : handles_) {
+    if (h != CK_INVALID_HANDLE) {
+      module_.fn()->C_CloseSession(h);
+    }
+  }
+}
+
+Result<CK_SESSION_HANDLE> SessionPool::open_session() {
+  if (pin_rejected_) {
+    return Error(Code::kPinIncorrect,
+                 "the token rejected the PIN earlier; kekd does not retry it (fix the PIN and "
+                 "restart)");
+  }
+  CK_FUNCTION_LIST* fn = module_.fn();
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  CK_RV rv = fn->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
+  if (rv != CKR_OK) {
+    return ck_error(rv, "C_OpenSession");
+  }
+  // C_Login takes a non-const pointer but does not write through it.
+  rv = fn->C_Login(h, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()), pin_.size());
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    Error error = ck_error(rv, "C_Login");
+    if (error.code() == Code::kPinIncorrect) {
+      pin_rejected_ = true;
+    }
+    fn->C_CloseSession(h);
+    return error;
+  }
+  return h;
+}
+
+Result<SessionPool::Lease> SessionPool::acquire() {
+  std::size_t index;
+  CK_SESSION_HANDLE handle;
+  {
+    std::unique_lock lock(mu_);
+    if (!freed_.wait_for(lock, kAcquireTimeout, [this] { return !free_.empty(); })) {
+      return Error(Code::kUnavailable, "no HSM session became free in time");
+    }
+    index = free_.back();
+    free_.pop_back();
+    handle = handles_[index];
+  }
+  if (handle == CK_INVALID_HANDLE) {
+    Result<CK_SESSION_HANDLE> opened = open_session();
+    if (!opened.ok()) {
+      release(index, CK_INVALID_HANDLE, false, false);
+      return opened.error();
+    }
+    handle = *opened;
+    broken_--;
+  }
+  return Lease(this, index, handle);
+}
+
+void SessionPool::release(std::size_t index, CK_SESSION_HANDLE handle, bool lost, bool failed) {
+  if (failed && !lost) {
+    module_.fn()->C_CloseSession(handle);
+  }
+  if (handle != CK_INVALID_HANDLE && (lost || failed)) {
+    handle = CK_INVALID_HANDLE;
+    broken_++;
+  }
+  {
+    std::lock_guard lock(mu_);
+    handles_[index] = handle;
+    free_.push_back(index);
+  }
+  freed_.notify_one();
+}
+
+SessionPool::Lease::Lease(Lease&& other) noexcept
+    : pool_(other.pool_),
+      index_(other.index_),
+      handle_(other.handle_),
+      lost_(other.lost_),
+      failed_(other.failed_) {
+  other.pool_ = nullptr;
+}
+
+SessionPool::Lease::~Lease() {
+  if (pool_ != nullptr) {
+    pool_->release(index_, handle_, lost_, failed_);
+  }
+}
+
+void SessionPool::Lease::report(CK_RV rv) {
+  lost_ = lost_ || ck_session_lost(rv);
+  failed_ = failed_ || ck_device_failed(rv);
+}
+
+}  // namespace kekd::hsm

@@ -1,0 +1,31 @@
+// An in-memory Hsm for fast unit tests of domain logic. It is never proof that the PKCS#11 path
+// works: tests/integration runs the same operations against SoftHSM.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "kekd/hsm/hsm.h"
+
+namespace kekd::testing {
+
+class MemoryHsm final : public hsm::Hsm {
+ public:
+  Status generate_kek(std::string_view label) override;
+  Result<std::vector<std::string>> find_keks(std::string_view prefix) override;
+  Status destroy_kek(std::string_view label) override;
+  Result<Bytes> wrap(std::string_view label, ByteView payload) override;
+  Result<SecretBytes> unwrap(std::string_view label, ByteView wrapped) override;
+  Result<SecretBytes> random(std::size_t n) override;
+
+  // Makes every following call fail with this error (nullopt: stop failing).
+  void fail_with(std::optional<Error> error);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, SecretBytes, std::less<>> keks_;
+  std::optional<Error> failure_;
+};
+
+}  // namespace kekd::testing
