@@ -24,6 +24,12 @@ std::string_view code_name(Code code) {
       return "unavailable";
     case Code::kPinIncorrect:
       return "pin_incorrect";
+    case Code::kSignatureRejected:
+      return "signature_rejected";
+    case Code::kUnknownOperator:
+      return "unknown_operator";
+    case Code::kDuplicateApproval:
+      return "duplicate_approval";
     case Code::kInternal:
       return "internal";
   }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "kekd/common/fault_point.h"
 #include "kekd/keys/ciphertext.h"
 #include "kekd/keys/inner_payload.h"
 #include "kekd/keys/key_name.h"
@@ -218,6 +219,7 @@ Status Keyring::create_key(const LifecycleMandate& mandate) {
   KEKD_ASSIGN_OR_RETURN(std::string id, new_key_id());
   const std::string label = kek_label(name, 1);
   KEKD_RETURN_IF_ERROR(hsm_.generate_kek(label));
+  KEKD_FAULT_POINT("keyring.after_generate_kek");
   const store::UnixMillis now = clock_();
   store::KeyRecord record{
       name, id, now, {{1, KeyState::kEnabled, now, now, mandate.ceremony_id(), std::nullopt}}};
@@ -237,6 +239,7 @@ Status Keyring::rotate_key(const LifecycleMandate& mandate) {
   const std::uint32_t next = info.record.versions.back().version + 1;
   const std::string label = kek_label(mandate.key(), next);
   KEKD_RETURN_IF_ERROR(hsm_.generate_kek(label));
+  KEKD_FAULT_POINT("keyring.after_generate_kek");
   const store::UnixMillis now = clock_();
   store::KeyVersionRecord version{next, KeyState::kEnabled,    now,
                                   now,  mandate.ceremony_id(), std::nullopt};

@@ -24,6 +24,9 @@ enum class Code {
   kResourceExhausted,   // overloaded, too large, limits
   kUnavailable,         // the HSM or the store cannot serve now; retrying later may work
   kPinIncorrect,        // the token refused the PIN: never retried, it would lock the token
+  kSignatureRejected,   // a ceremony approval whose signature does not verify
+  kUnknownOperator,     // a ceremony approval from someone not in the operator set
+  kDuplicateApproval,   // a second approval by the same operator
   kInternal,            // a bug or an unexpected answer from a dependency
 };
 
