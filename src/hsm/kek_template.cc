@@ -84,4 +84,51 @@ AttributeTemplate unwrapped_payload_template() {
   return t;
 }
 
+namespace {
+
+// DER of the OID 1.2.840.10045.3.1.7, secp256r1 (P-256).
+constexpr std::uint8_t kP256Params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+
+ByteView label_bytes(std::string_view label) {
+  return ByteView(reinterpret_cast<const std::uint8_t*>(label.data()), label.size());
+}
+
+}  // namespace
+
+AttributeTemplate signing_public_template(std::string_view label, ByteView id) {
+  AttributeTemplate t;
+  t.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY)
+      .set_ulong(CKA_KEY_TYPE, CKK_EC)
+      .set_bytes(CKA_EC_PARAMS, ByteView(kP256Params, sizeof kP256Params))
+      .set_bool(CKA_TOKEN, true)
+      .set_bool(CKA_PRIVATE, false)
+      .set_bool(CKA_VERIFY, true)
+      .set_bool(CKA_ENCRYPT, false)
+      .set_bool(CKA_WRAP, false)
+      .set_bool(CKA_DERIVE, false)
+      .set_bool(CKA_MODIFIABLE, false)
+      .set_bytes(CKA_LABEL, label_bytes(label))
+      .set_bytes(CKA_ID, id);
+  return t;
+}
+
+AttributeTemplate signing_private_template(std::string_view label, ByteView id) {
+  AttributeTemplate t;
+  t.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY)
+      .set_ulong(CKA_KEY_TYPE, CKK_EC)
+      .set_bool(CKA_TOKEN, true)
+      .set_bool(CKA_PRIVATE, true)
+      .set_bool(CKA_SENSITIVE, true)
+      .set_bool(CKA_EXTRACTABLE, false)
+      .set_bool(CKA_SIGN, true)
+      .set_bool(CKA_DECRYPT, false)
+      .set_bool(CKA_UNWRAP, false)
+      .set_bool(CKA_DERIVE, false)
+      .set_bool(CKA_MODIFIABLE, false)
+      .set_mechanisms(CKA_ALLOWED_MECHANISMS, {CKM_ECDSA})
+      .set_bytes(CKA_LABEL, label_bytes(label))
+      .set_bytes(CKA_ID, id);
+  return t;
+}
+
 }  // namespace kekd::hsm

@@ -49,4 +49,9 @@ AttributeTemplate payload_object_template(ByteView payload);
 // once and the object destroyed.
 AttributeTemplate unwrapped_payload_template();
 
+// kekd's own signing key pair (audit checkpoints, ceremony transcripts): ECDSA P-256 generated in
+// the token with CKM_EC_KEY_PAIR_GEN; the private half non-extractable and usable only to sign.
+AttributeTemplate signing_public_template(std::string_view label, ByteView id);
+AttributeTemplate signing_private_template(std::string_view label, ByteView id);
+
 }  // namespace kekd::hsm

@@ -1,5 +1,12 @@
 #include "kekd/hsm/pkcs11_hsm.h"
 
+#include <botan/ber_dec.h>
+#include <botan/bigint.h>
+#include <botan/der_enc.h>
+#include <botan/ecdsa.h>
+#include <botan/hash.h>
+#include <botan/x509_key.h>
+
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
@@ -72,9 +79,10 @@ CkOutcome find_objects(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, Attribut
 }
 
 CkOutcome find_by_label(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, std::string_view label,
-                        std::vector<CK_OBJECT_HANDLE>& found) {
+                        std::vector<CK_OBJECT_HANDLE>& found,
+                        CK_OBJECT_CLASS object_class = CKO_SECRET_KEY) {
   AttributeTemplate query;
-  query.set_ulong(CKA_CLASS, CKO_SECRET_KEY).set_bytes(CKA_LABEL, as_bytes(label));
+  query.set_ulong(CKA_CLASS, object_class).set_bytes(CKA_LABEL, as_bytes(label));
   return find_objects(fn, session, query, found);
 }
 
@@ -347,6 +355,110 @@ Result<SecretBytes> Pkcs11Hsm::random(std::size_t n) {
   });
   KEKD_RETURN_IF_ERROR(status);
   return out;
+}
+
+Status Pkcs11Hsm::generate_signing_key(std::string_view label) {
+  bool exists = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found, CKO_PRIVATE_KEY);
+    if (outcome.rv != CKR_OK || !found.empty()) {
+      exists = !found.empty();
+      return outcome;
+    }
+    std::uint8_t id[kKekIdBytes];
+    CK_RV rv = impl_->fn()->C_GenerateRandom(session, id, sizeof id);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_GenerateRandom");
+    }
+    AttributeTemplate pub = signing_public_template(label, ByteView(id, sizeof id));
+    AttributeTemplate priv = signing_private_template(label, ByteView(id, sizeof id));
+    CK_MECHANISM mechanism{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
+    rv = impl_->fn()->C_GenerateKeyPair(session, &mechanism, pub.data(), pub.size(), priv.data(),
+                                        priv.size(), &pub_handle, &priv_handle);
+    return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKeyPair");
+  });
+  if (status.ok() && exists) {
+    return Error(Code::kAlreadyExists,
+                 "the token already holds a key labelled " + std::string(label));
+  }
+  return status;
+}
+
+Result<Bytes> Pkcs11Hsm::signing_public_key(std::string_view label) {
+  Bytes point;
+  bool missing = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found, CKO_PUBLIC_KEY);
+    missing = found.size() != 1;
+    if (outcome.rv != CKR_OK || missing) {
+      return outcome;
+    }
+    return read_attribute(impl_->fn(), session, found.front(), CKA_EC_POINT, point);
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  if (missing) {
+    return Error(Code::kNotFound, "no signing key labelled " + std::string(label));
+  }
+  try {
+    // PKCS#11 v2.40 says CKA_EC_POINT is a DER OCTET STRING; some modules give the bare point.
+    std::vector<std::uint8_t> raw;
+    if (point.size() == 65 && point[0] == 0x04) {
+      raw = point;
+    } else {
+      Botan::BER_Decoder(point).decode(raw, Botan::OCTET_STRING).verify_end();
+    }
+    Botan::EC_Group group("secp256r1");
+    Botan::ECDSA_PublicKey key(group, group.OS2ECP(raw));
+    return Botan::X509::BER_encode(key);
+  } catch (const std::exception& e) {
+    return Error(Code::kInternal, "the token's public key for " + std::string(label) +
+                                      " is not a P-256 point: " + e.what());
+  }
+}
+
+Result<Bytes> Pkcs11Hsm::sign(std::string_view label, ByteView message) {
+  auto sha256 = Botan::HashFunction::create_or_throw("SHA-256");
+  sha256->update(message.data(), message.size());
+  std::vector<std::uint8_t> digest = sha256->final_stdvec();
+  Bytes raw(64);
+  bool missing = false;
+  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
+    std::vector<CK_OBJECT_HANDLE> found;
+    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found, CKO_PRIVATE_KEY);
+    missing = found.size() != 1;
+    if (outcome.rv != CKR_OK || missing) {
+      return outcome;
+    }
+    CK_MECHANISM mechanism{CKM_ECDSA, nullptr, 0};
+    CK_RV rv = impl_->fn()->C_SignInit(session, &mechanism, found.front());
+    if (rv != CKR_OK) {
+      return failed(rv, "C_SignInit");
+    }
+    CK_ULONG length = raw.size();
+    rv = impl_->fn()->C_Sign(session, digest.data(), digest.size(), raw.data(), &length);
+    if (rv != CKR_OK) {
+      return failed(rv, "C_Sign");
+    }
+    raw.resize(length);
+    return CkOutcome{};
+  });
+  KEKD_RETURN_IF_ERROR(status);
+  if (missing) {
+    return Error(Code::kNotFound, "no signing key labelled " + std::string(label));
+  }
+  if (raw.size() != 64) {
+    return Error(Code::kInternal, "the token returned an ECDSA signature of unexpected size");
+  }
+  // PKCS#11 gives r || s; openssl and Botan's verifiers here take the DER SEQUENCE of two INTEGERs.
+  Botan::BigInt r(raw.data(), 32);
+  Botan::BigInt s(raw.data() + 32, 32);
+  Bytes der;
+  Botan::DER_Encoder(der).start_cons(Botan::SEQUENCE).encode(r).encode(s).end_cons();
+  return der;
 }
 
 }  // namespace kekd::hsm

@@ -1,8 +1,13 @@
 #include "support/memory_hsm.h"
 
 #include <botan/block_cipher.h>
+#include <botan/data_src.h>
+#include <botan/ecdsa.h>
 #include <botan/nist_keywrap.h>
+#include <botan/pkcs8.h>
+#include <botan/pubkey.h>
 #include <botan/system_rng.h>
+#include <botan/x509_key.h>
 
 namespace kekd::testing {
 namespace {
@@ -77,6 +82,38 @@ Result<SecretBytes> MemoryHsm::random(std::size_t n) {
   std::lock_guard lock(mu_);
   if (failure_) return *failure_;
   return Botan::system_rng().random_vec(n);
+}
+
+Status MemoryHsm::generate_signing_key(std::string_view label) {
+  std::lock_guard lock(mu_);
+  if (failure_) return *failure_;
+  if (signing_keys_.contains(label)) {
+    return Error(Code::kAlreadyExists, "exists: " + std::string(label));
+  }
+  Botan::ECDSA_PrivateKey key(Botan::system_rng(), Botan::EC_Group("secp256r1"));
+  signing_keys_.emplace(std::string(label), Botan::PKCS8::BER_encode(key));
+  return ok_status();
+}
+
+Result<Bytes> MemoryHsm::signing_public_key(std::string_view label) {
+  std::lock_guard lock(mu_);
+  if (failure_) return *failure_;
+  auto it = signing_keys_.find(label);
+  if (it == signing_keys_.end()) return missing(label);
+  Botan::DataSource_Memory source(it->second);
+  auto key = Botan::PKCS8::load_key(source);
+  return Botan::X509::BER_encode(*key);
+}
+
+Result<Bytes> MemoryHsm::sign(std::string_view label, ByteView message) {
+  std::lock_guard lock(mu_);
+  if (failure_) return *failure_;
+  auto it = signing_keys_.find(label);
+  if (it == signing_keys_.end()) return missing(label);
+  Botan::DataSource_Memory source(it->second);
+  auto key = Botan::PKCS8::load_key(source);
+  Botan::PK_Signer signer(*key, Botan::system_rng(), "EMSA1(SHA-256)", Botan::DER_SEQUENCE);
+  return signer.sign_message(message.data(), message.size(), Botan::system_rng());
 }
 
 }  // namespace kekd::testing

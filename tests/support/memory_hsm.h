@@ -18,6 +18,9 @@ class MemoryHsm final : public hsm::Hsm {
   Result<Bytes> wrap(std::string_view label, ByteView payload) override;
   Result<SecretBytes> unwrap(std::string_view label, ByteView wrapped) override;
   Result<SecretBytes> random(std::size_t n) override;
+  Status generate_signing_key(std::string_view label) override;
+  Result<Bytes> signing_public_key(std::string_view label) override;
+  Result<Bytes> sign(std::string_view label, ByteView message) override;
 
   // Makes every following call fail with this error (nullopt: stop failing).
   void fail_with(std::optional<Error> error);
@@ -25,6 +28,7 @@ class MemoryHsm final : public hsm::Hsm {
  private:
   std::mutex mu_;
   std::map<std::string, SecretBytes, std::less<>> keks_;
+  std::map<std::string, SecretBytes, std::less<>> signing_keys_;  // PKCS#8 DER
   std::optional<Error> failure_;
 };
 

@@ -43,6 +43,17 @@ class Hsm {
 
   // n bytes from the token's random number generator.
   virtual Result<SecretBytes> random(std::size_t n) = 0;
+
+  // Generates an ECDSA P-256 key pair in the token: the private key non-extractable, usable only
+  // to sign. kekd's audit checkpoints and ceremony transcripts are signed with it.
+  // kAlreadyExists if a key with this label is already in the token.
+  virtual Status generate_signing_key(std::string_view label) = 0;
+
+  // The public half, as DER SubjectPublicKeyInfo. kNotFound if there is none.
+  virtual Result<Bytes> signing_public_key(std::string_view label) = 0;
+
+  // ECDSA P-256 over SHA-256 of message, DER-encoded (what `openssl dgst -sha256 -verify` takes).
+  virtual Result<Bytes> sign(std::string_view label, ByteView message) = 0;
 };
 
 }  // namespace kekd::hsm

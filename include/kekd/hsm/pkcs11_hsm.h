@@ -38,6 +38,9 @@ class Pkcs11Hsm final : public Hsm {
   Result<Bytes> wrap(std::string_view label, ByteView payload) override;
   Result<SecretBytes> unwrap(std::string_view label, ByteView wrapped) override;
   Result<SecretBytes> random(std::size_t n) override;
+  Status generate_signing_key(std::string_view label) override;
+  Result<Bytes> signing_public_key(std::string_view label) override;
+  Result<Bytes> sign(std::string_view label, ByteView message) override;
 
   // True while every pooled session is usable (readiness).
   bool healthy() const;
