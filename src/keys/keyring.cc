@@ -41,6 +41,19 @@ const store::KeyVersionRecord* find_version(const store::KeyRecord& record, std:
   return nullptr;
 }
 
+// Whether a resumed ceremony already created a version of this key (its record is committed).
+bool created_by(const store::KeyRecord& record, const LifecycleMandate& mandate) {
+  if (!mandate.resume() || mandate.ceremony_id().empty()) {
+    return false;
+  }
+  for (const store::KeyVersionRecord& v : record.versions) {
+    if (v.ceremony_id == mandate.ceremony_id()) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 Keyring::Clock Keyring::system_clock() {
@@ -210,15 +223,28 @@ Result<KeyInfo> Keyring::apply(LifecycleMandate mandate) {
   return describe(mandate.key());
 }
 
+Status Keyring::generate_or_adopt(const LifecycleMandate& mandate, const std::string& label) {
+  Status generated = hsm_.generate_kek(label);
+  // Only this ceremony acts on this key (one ceremony per key at a time), so an object with
+  // the label it would generate is what its own interrupted attempt generated.
+  if (!generated.ok() && !(mandate.resume() && generated.error().code() == Code::kAlreadyExists)) {
+    return generated;
+  }
+  return ok_status();
+}
+
 Status Keyring::create_key(const LifecycleMandate& mandate) {
   const std::string& name = mandate.key();
   KEKD_RETURN_IF_ERROR(validate_key_name(name));
-  if (describe(name).ok()) {
+  if (Result<KeyInfo> existing = describe(name); existing.ok()) {
+    if (created_by(existing->record, mandate)) {
+      return ok_status();  // the interrupted attempt got as far as the store commit
+    }
     return Error(Code::kAlreadyExists, "key '" + name + "' already exists");
   }
   KEKD_ASSIGN_OR_RETURN(std::string id, new_key_id());
   const std::string label = kek_label(name, 1);
-  KEKD_RETURN_IF_ERROR(hsm_.generate_kek(label));
+  KEKD_RETURN_IF_ERROR(generate_or_adopt(mandate, label));
   KEKD_FAULT_POINT("keyring.after_generate_kek");
   const store::UnixMillis now = clock_();
   store::KeyRecord record{
@@ -236,9 +262,12 @@ Status Keyring::create_key(const LifecycleMandate& mandate) {
 
 Status Keyring::rotate_key(const LifecycleMandate& mandate) {
   KEKD_ASSIGN_OR_RETURN(KeyInfo info, describe(mandate.key()));
+  if (created_by(info.record, mandate)) {
+    return ok_status();  // the interrupted attempt got as far as the store commit
+  }
   const std::uint32_t next = info.record.versions.back().version + 1;
   const std::string label = kek_label(mandate.key(), next);
-  KEKD_RETURN_IF_ERROR(hsm_.generate_kek(label));
+  KEKD_RETURN_IF_ERROR(generate_or_adopt(mandate, label));
   KEKD_FAULT_POINT("keyring.after_generate_kek");
   const store::UnixMillis now = clock_();
   store::KeyVersionRecord version{next, KeyState::kEnabled,    now,
@@ -293,6 +322,20 @@ Status Keyring::change_state(const LifecycleMandate& mandate) {
     default:
       break;
   }
+  if (mandate.resume() && !to) {
+    // The interrupted attempt committed the change already: the version is where this action
+    // takes it (with the same deadline, for a scheduled destruction).
+    const bool done =
+        (mandate.action() == LifecycleAction::kDisableVersion && from == KeyState::kDisabled) ||
+        (mandate.action() == LifecycleAction::kEnableVersion && from == KeyState::kEnabled) ||
+        (mandate.action() == LifecycleAction::kScheduleDestroyVersion &&
+         from == KeyState::kDestroyScheduled &&
+         version->destroy_after == mandate.destroy_after()) ||
+        (mandate.action() == LifecycleAction::kCancelDestroyVersion && from == KeyState::kDisabled);
+    if (done) {
+      return ok_status();
+    }
+  }
   if (!to) {
     return Error(Code::kFailedPrecondition, "version " + std::to_string(version->version) +
                                                 " of key '" + mandate.key() + "' is " +
@@ -307,6 +350,46 @@ Status Keyring::change_state(const LifecycleMandate& mandate) {
   version->updated_at = now;
   cache(std::move(info.record));
   return ok_status();
+}
+
+Result<int> Keyring::destroy_due(store::UnixMillis now) {
+  std::lock_guard lock(lifecycle_mu_);
+  int destroyed = 0;
+  for (KeyInfo& info : list()) {
+    bool changed = false;
+    for (store::KeyVersionRecord& v : info.record.versions) {
+      if (v.state != KeyState::kDestroyScheduled || !v.destroy_after || *v.destroy_after > now) {
+        continue;
+      }
+      // Token first: a crash after this leaves a record that the next call finishes (the object
+      // is gone: kNotFound). The other order could leave key material that the store calls
+      // destroyed.
+      Status gone = hsm_.destroy_kek(kek_label(info.record.name, v.version));
+      if (!gone.ok() && gone.error().code() != Code::kNotFound) {
+        if (changed) {
+          cache(std::move(info.record));
+        }
+        return gone.error();
+      }
+      Status stored = store_.set_version_state(info.record.name, v.version, KeyState::kDestroyed,
+                                               std::nullopt, now);
+      if (!stored.ok()) {
+        if (changed) {
+          cache(std::move(info.record));
+        }
+        return stored.error();
+      }
+      v.state = KeyState::kDestroyed;
+      v.destroy_after.reset();
+      v.updated_at = now;
+      changed = true;
+      ++destroyed;
+    }
+    if (changed) {
+      cache(std::move(info.record));
+    }
+  }
+  return destroyed;
 }
 
 }  // namespace kekd::keys

@@ -89,7 +89,22 @@ class Keyring {
   std::vector<KeyInfo> list() const;
 
   // Performs the one lifecycle change the mandate names.
+  //
+  // Crash safety (DESIGN §5 "Execution"): with a resume mandate (lifecycle_mandate.h), apply
+  // is idempotent, so a ceremony interrupted at any point ends with exactly what one complete
+  // run gives: create-key and rotate-key return ok without a new KEK when a version recorded for
+  // this ceremony exists, and adopt a token object labelled kekd:<name>:<v> (v = 1 for create,
+  // the next version for rotate) that the store does not record yet instead of failing
+  // kAlreadyExists; a state change finds the version already in its target state and succeeds.
+  // A first attempt (resume unset) cannot have left anything behind and keeps the strict checks.
   Result<KeyInfo> apply(LifecycleMandate mandate);
+
+  // Destroys every version in destroy_scheduled whose destroy_after is at or before now: the
+  // token object first (one already gone counts as destroyed), then the record becomes
+  // destroyed. The waiting period was approved by the ceremony that scheduled it, so this needs
+  // no mandate. Returns how many versions it destroyed; stops at the first failure, leaving the
+  // rest for the next call.
+  Result<int> destroy_due(store::UnixMillis now);
 
  private:
   Keyring(hsm::Hsm& hsm, store::MetadataStore& store, Clock clock)
@@ -108,6 +123,8 @@ class Keyring {
   Status create_key(const LifecycleMandate& mandate);
   Status rotate_key(const LifecycleMandate& mandate);
   Status change_state(const LifecycleMandate& mandate);
+  // Generates the KEK with this label, or with a resume mandate adopts one that exists already.
+  Status generate_or_adopt(const LifecycleMandate& mandate, const std::string& label);
   Result<std::string> new_key_id();
   void cache(store::KeyRecord record);
 

@@ -51,24 +51,33 @@ class LifecycleMandate {
   std::uint32_t version() const { return version_; }  // 0 for create-key and rotate-key
   // For kScheduleDestroyVersion: when the version is destroyed unless cancelled first.
   std::optional<store::UnixMillis> destroy_after() const { return destroy_after_; }
+  // Set only when the executor resumes a ceremony that may have been carried out in part
+  // already (start-up reconciliation after a crash, a retry after the HSM was unavailable).
+  // Keyring::apply then finishes the action instead of refusing what the earlier attempt did:
+  // a version this ceremony created already counts as done, a token object with the label the
+  // action would generate is adopted, and a version already in the target state is left as is.
+  bool resume() const { return resume_; }
 
  private:
   friend class kekd::quorum::CeremonyExecutor;
   friend struct kekd::testing::MandateForTests;
 
   LifecycleMandate(std::string ceremony_id, LifecycleAction action, std::string key,
-                   std::uint32_t version, std::optional<store::UnixMillis> destroy_after)
+                   std::uint32_t version, std::optional<store::UnixMillis> destroy_after,
+                   bool resume = false)
       : ceremony_id_(std::move(ceremony_id)),
         action_(action),
         key_(std::move(key)),
         version_(version),
-        destroy_after_(destroy_after) {}
+        destroy_after_(destroy_after),
+        resume_(resume) {}
 
   std::string ceremony_id_;
   LifecycleAction action_;
   std::string key_;
   std::uint32_t version_;
   std::optional<store::UnixMillis> destroy_after_;
+  bool resume_;
 };
 
 }  // namespace kekd::keys

@@ -3,20 +3,23 @@
 // Schema versions live in PRAGMA user_version; open() applies every forward migration the file
 // has not seen yet, each in its own transaction, and refuses a file written by a newer kekd.
 // Several processes may open the same file (WAL + busy timeout); within a process one connection
-// is shared behind a mutex.
+// is shared behind a mutex. One file holds every kind of record (keys, the quorum, clients), so a
+// backup is one file and a transaction can span them.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "kekd/store/ceremony_store.h"
+#include "kekd/store/client_store.h"
 #include "kekd/store/metadata_store.h"
 
 struct sqlite3;
 
 namespace kekd::store {
 
-class SqliteStore final : public MetadataStore {
+class SqliteStore final : public MetadataStore, public CeremonyStore, public ClientStore {
  public:
   // Opens (creating if needed) the database at path and migrates it to the current schema.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
@@ -34,6 +37,26 @@ class SqliteStore final : public MetadataStore {
   Status add_version(std::string_view name, const KeyVersionRecord& version) override;
   Status set_version_state(std::string_view name, std::uint32_t version, KeyState state,
                            std::optional<UnixMillis> destroy_after, UnixMillis updated_at) override;
+
+  // CeremonyStore
+  Result<std::optional<OperatorSetRecord>> current_operator_set() override;
+  Result<std::optional<OperatorSetRecord>> find_operator_set(std::string_view hash) override;
+  Result<std::vector<OperatorSetChange>> operator_set_history() override;
+  Status init_operator_set(const OperatorSetRecord& set, UnixMillis at) override;
+  Status create_ceremony(const CeremonyRecord& ceremony) override;
+  Result<std::optional<CeremonyRecord>> find_ceremony(std::string_view id) override;
+  Result<std::vector<CeremonyRecord>> list_ceremonies(std::optional<CeremonyState> state) override;
+  Result<CeremonyRecord> add_approval(std::string_view id, const ApprovalRecord& approval) override;
+  Status finish_ceremony(std::string_view id, CeremonyState from, CeremonyState to, UnixMillis at,
+                         std::string_view result) override;
+  Status change_operator_set(std::string_view id, const OperatorSetRecord& new_set, UnixMillis at,
+                             std::string_view result, std::string_view cancel_result) override;
+
+  // ClientStore
+  Status create_client(const ClientRecord& client) override;
+  Result<std::optional<ClientRecord>> find_client(std::string_view id) override;
+  Result<std::vector<ClientRecord>> list_clients() override;
+  Status delete_client(std::string_view id, UnixMillis at) override;
 
   // The schema version of the open file (after migration, equal to current_schema_version()).
   Result<int> schema_version();
