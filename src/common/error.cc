@@ -10,6 +10,8 @@ std::string_view code_name(Code code) {
       return "invalid_ciphertext";
     case Code::kNotFound:
       return "not_found";
+    case Code::kMethodNotAllowed:
+      return "method_not_allowed";
     case Code::kAlreadyExists:
       return "already_exists";
     case Code::kFailedPrecondition:
@@ -20,6 +22,8 @@ std::string_view code_name(Code code) {
       return "permission_denied";
     case Code::kResourceExhausted:
       return "resource_exhausted";
+    case Code::kPayloadTooLarge:
+      return "payload_too_large";
     case Code::kUnavailable:
       return "unavailable";
     case Code::kPinIncorrect:

@@ -16,12 +16,14 @@ namespace kekd {
 enum class Code {
   kInvalidArgument,     // malformed or out-of-range input
   kInvalidCiphertext,   // tampered, truncated, foreign or wrong-context ciphertext (one code)
-  kNotFound,            // unknown key, version, ceremony, client
+  kNotFound,            // unknown key, version, ceremony, client, endpoint
+  kMethodNotAllowed,    // a known endpoint asked with the wrong HTTP method
   kAlreadyExists,       // a name that is taken
   kFailedPrecondition,  // the state forbids it: disabled version, ceremony not open, ...
   kUnauthenticated,     // no or bad credentials
   kPermissionDenied,    // authenticated, but not granted
-  kResourceExhausted,   // overloaded, too large, limits
+  kResourceExhausted,   // overloaded: too many connections or requests; retry later
+  kPayloadTooLarge,     // a request, header or batch beyond its limit
   kUnavailable,         // the HSM or the store cannot serve now; retrying later may work
   kPinIncorrect,        // the token refused the PIN: never retried, it would lock the token
   kSignatureRejected,   // a ceremony approval whose signature does not verify

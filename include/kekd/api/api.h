@@ -1,0 +1,54 @@
+// The request logic of kekd's HTTP API (DESIGN §7): routing, authentication, authorisation,
+// decoding, and the JSON answers. A plain function from HttpRequest to HttpResponse, so it is
+// tested without sockets; the server (server.h) only moves bytes.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kekd/api/credentials.h"
+#include "kekd/api/http_message.h"
+#include "kekd/api/metrics.h"
+#include "kekd/hsm/hsm.h"
+#include "kekd/keys/keyring.h"
+
+namespace kekd::quorum {
+class CeremonyService;
+}
+
+namespace kekd::api {
+
+// Readiness (DESIGN §11): the token is logged in and the store is open.
+struct Readiness {
+  bool ready = true;
+  std::vector<std::string> reasons;
+};
+
+struct ApiServices {
+  keys::Keyring* keyring = nullptr;
+  quorum::CeremonyService* ceremonies = nullptr;
+  hsm::Hsm* hsm = nullptr;
+  Credentials* credentials = nullptr;
+  Metrics* metrics = nullptr;
+  std::function<Readiness()> readiness;
+  std::string signing_key_label;  // kekd's audit/transcript signing key in the token
+};
+
+class Api {
+ public:
+  explicit Api(ApiServices services);
+  ~Api();
+
+  HttpResponse handle(const HttpRequest& request);
+
+  struct Context;
+
+ private:
+  struct Routes;
+  ApiServices services_;
+  std::unique_ptr<Routes> routes_;
+};
+
+}  // namespace kekd::api

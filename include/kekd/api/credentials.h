@@ -1,0 +1,68 @@
+// Client credentials: `<client-id>.<secret>` bearer tokens (DESIGN §6).
+//
+// Security model: the store never holds a usable secret. Each secret is kept wrapped by an
+// internal, non-extractable token key (label kKeyLabel), framed like a DEK with the client id as
+// encryption context, so a wrapped secret cannot be moved to another client's record. (SigV4, in
+// a later milestone, needs the secret itself, which is why it is wrapped rather than hashed.)
+// A dump of the store is useless without the HSM. Secrets are compared in constant time; a
+// verified client's secret is remembered only as its SHA-256, so the HSM is not asked per request.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+#include "kekd/common/bytes.h"
+#include "kekd/common/error.h"
+#include "kekd/common/time.h"
+#include "kekd/hsm/hsm.h"
+#include "kekd/store/client_store.h"
+
+namespace kekd::api {
+
+struct Principal {
+  std::string client_id;
+  bool admin = false;
+  std::string grants_json;
+};
+
+struct NewClient {
+  std::string client_id;
+  SecretBytes secret;  // shown once, never stored in clear
+  std::string token() const;
+};
+
+class Credentials {
+ public:
+  static constexpr std::string_view kKeyLabel = "kekd-internal:client-secrets";
+
+  Credentials(hsm::Hsm& hsm, store::ClientStore& store) : hsm_(hsm), store_(store) {}
+
+  // Creates the internal key that wraps client secrets (once, at `kekd init`).
+  static Status create_token_key(hsm::Hsm& hsm);
+
+  Result<NewClient> create(bool admin, std::string grants_json, UnixMillis now);
+
+  // Checks "Bearer <client-id>.<secret>". Every failure is kUnauthenticated with one message, so
+  // that the answer does not reveal whether the client id exists.
+  Result<Principal> authenticate(std::string_view authorization);
+
+  // Drops what is remembered about a client (after it is deleted).
+  void forget(const std::string& client_id);
+
+ private:
+  struct Verified {
+    std::array<std::uint8_t, 32> secret_sha256;
+    Principal principal;
+  };
+
+  hsm::Hsm& hsm_;
+  store::ClientStore& store_;
+  std::shared_mutex mu_;
+  std::map<std::string, Verified, std::less<>> verified_;
+};
+
+}  // namespace kekd::api

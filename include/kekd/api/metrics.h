@@ -1,0 +1,45 @@
+// Prometheus metrics: requests by route, method and status; a latency histogram per route; HSM
+// operations and errors; gauges supplied by the daemon (open ceremonies, open connections).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace kekd::api {
+
+class Metrics {
+ public:
+  void observe_request(const std::string& route, const std::string& method, int status,
+                       double seconds);
+  void observe_hsm(const std::string& operation, bool ok);
+  void add_gauge(std::string name, std::string help, std::function<double()> read);
+
+  std::string render() const;
+
+ private:
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+  struct Histogram {
+    std::array<std::uint64_t, kBuckets.size()> counts{};
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  struct Gauge {
+    std::string name, help;
+    std::function<double()> read;
+  };
+
+  mutable std::mutex mu_;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::pair<std::string, bool>, std::uint64_t> hsm_;
+  std::vector<Gauge> gauges_;
+};
+
+}  // namespace kekd::api

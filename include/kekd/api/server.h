@@ -1,0 +1,59 @@
+// The HTTP/1.1 server (Boost.Beast 1.74, patterns from its advanced_server_flex example).
+//
+// I/O threads only accept, read, parse and write; the handler runs on a separate worker pool,
+// because it calls the HSM, and PKCS#11 calls block (a network HSM takes milliseconds). A slow
+// HSM therefore never stalls reading and writing for other connections.
+//
+// Bounded everything: header and body sizes, connections, a read timeout once a request has
+// started, an idle timeout between keep-alive requests. stop() stops accepting, lets in-flight
+// requests finish (up to a drain timeout), then closes every connection.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "kekd/api/http_message.h"
+#include "kekd/common/error.h"
+
+namespace kekd::api {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8200;  // 0: any free port (tests)
+  std::size_t io_threads = 2;
+  std::size_t workers = 8;
+  std::size_t max_connections = 1024;
+  std::size_t header_limit = 8 * 1024;
+  std::size_t body_limit = 1024 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+  // TLS when cert and key are set; client certificates required when client_ca is set.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string client_ca;
+};
+
+using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+class HttpServer {
+ public:
+  static Result<std::unique_ptr<HttpServer>> start(ServerOptions options, Handler handler);
+  ~HttpServer();
+
+  std::uint16_t port() const;
+  std::size_t open_connections() const;
+
+  // Stops accepting, waits for in-flight requests up to drain, then closes everything.
+  void stop(std::chrono::milliseconds drain);
+
+  struct State;
+
+ private:
+  explicit HttpServer(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kekd::api

@@ -1,0 +1,62 @@
+// kekd.toml: the daemon's configuration (DESIGN §14; every key documented in
+// hsm-config/kekd.example.toml). Loading validates everything up front, so that a mistake is a
+// clear message at start, not a surprise under load. Relative paths are taken relative to the
+// config file's directory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kekd/common/error.h"
+#include "kekd/common/time.h"
+
+namespace kekd::daemon {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8200;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string client_ca;
+  bool allow_plaintext = false;
+  std::size_t io_threads = 2;
+  std::size_t workers = 0;  // 0: as many as HSM sessions
+  std::size_t max_connections = 1024;
+  std::size_t header_limit = 8 * 1024;
+  std::size_t body_limit = 1024 * 1024;
+  UnixMillis read_timeout = 10'000;
+  UnixMillis idle_timeout = 60'000;
+  UnixMillis drain_timeout = 15'000;
+};
+
+struct HsmConfig {
+  std::string module = "/usr/lib/softhsm/libsofthsm2.so";
+  std::string token_label = "kekd";
+  std::string pin_file;
+  std::string pin_env = "KEKD_HSM_PIN";
+  std::size_t sessions = 8;
+};
+
+struct CeremonyConfig {
+  UnixMillis ttl = 24 * 3'600'000LL;
+  UnixMillis min_destroy_delay = 7 * 86'400'000LL;
+  UnixMillis default_destroy_delay = 30 * 86'400'000LL;
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from
+  ServerConfig server;
+  HsmConfig hsm;
+  std::string store_path = "var/kekd.db";
+  CeremonyConfig ceremony;
+  std::string log_level = "info";
+};
+
+Result<Config> load_config(const std::string& path);
+Result<Config> parse_config(std::string_view toml_text, const std::string& base_dir);
+
+// True for addresses that only this host can reach (127.0.0.0/8, ::1, localhost).
+bool is_loopback(const std::string& host);
+
+}  // namespace kekd::daemon

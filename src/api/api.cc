@@ -1,0 +1,210 @@
+#include "kekd/api/api.h"
+
+#include <botan/pem.h>
+
+#include <chrono>
+
+#include "errors.h"
+#include "kekd/common/time.h"
+#include "routes.h"
+
+namespace kekd::api {
+namespace {
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    parts.emplace_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
+}
+
+// Matches a path against a pattern; fills params with the {placeholder} segments.
+bool matches(const std::vector<std::string>& pattern, const std::vector<std::string>& path,
+             std::vector<std::string>& params) {
+  if (pattern.size() != path.size()) return false;
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i].starts_with('{')) {
+      if (path[i].empty()) return false;
+      found.push_back(path[i]);
+    } else if (pattern[i] != path[i]) {
+      return false;
+    }
+  }
+  params = std::move(found);
+  return true;
+}
+
+std::string pem_public_key(const Bytes& spki) {
+  return Botan::PEM_Code::encode(spki, "PUBLIC KEY");
+}
+
+Json key_json(const keys::KeyInfo& info) {
+  Json versions = Json::array();
+  for (const store::KeyVersionRecord& v : info.record.versions) {
+    Json version = {{"version", v.version},
+                    {"state", std::string(store::state_name(v.state))},
+                    {"created_at", format_rfc3339(v.created_at)},
+                    {"ceremony_id", v.ceremony_id}};
+    if (v.destroy_after) version["destroy_after"] = format_rfc3339(*v.destroy_after);
+    versions.push_back(std::move(version));
+  }
+  Json key = {{"name", info.record.name},
+              {"id", info.record.id},
+              {"created_at", format_rfc3339(info.record.created_at)},
+              {"versions", std::move(versions)}};
+  key["primary_version"] = info.primary_version == 0 ? Json(nullptr) : Json(info.primary_version);
+  return key;
+}
+
+void add_core_routes(std::vector<Route>& routes) {
+  routes.push_back({"GET", "/v1/health", Access::kAnyone,
+                    [](const ApiServices&, Api::Context&) -> Result<HttpResponse> {
+                      return json_response({{"status", "ok"}});
+                    }});
+  routes.push_back(
+      {"GET", "/v1/ready", Access::kAnyone,
+       [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+         Readiness r = s.readiness ? s.readiness() : Readiness{};
+         return json_response({{"ready", r.ready}, {"reasons", r.reasons}}, r.ready ? 200 : 503);
+       }});
+  routes.push_back({"GET", "/metrics", Access::kAnyone,
+                    [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+                      return text_response(s.metrics->render(),
+                                           "text/plain; version=0.0.4; charset=utf-8");
+                    }});
+  routes.push_back({"GET", "/v1/keys", Access::kAdmin,
+                    [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+                      Json keys = Json::array();
+                      for (const keys::KeyInfo& info : s.keyring->list()) {
+                        keys.push_back(key_json(info));
+                      }
+                      return json_response({{"keys", std::move(keys)}});
+                    }});
+  routes.push_back({"GET", "/v1/keys/{name}", Access::kAdmin,
+                    [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
+                      KEKD_ASSIGN_OR_RETURN(keys::KeyInfo info, s.keyring->describe(c.params[0]));
+                      return json_response(key_json(info));
+                    }});
+  routes.push_back({"GET", "/v1/audit/public-key", Access::kAuthenticated,
+                    [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+                      KEKD_ASSIGN_OR_RETURN(Bytes spki,
+                                            s.hsm->signing_public_key(s.signing_key_label));
+                      return text_response(pem_public_key(spki), "application/x-pem-file");
+                    }});
+}
+
+}  // namespace
+
+std::optional<std::string> Api::Context::query_param(std::string_view name) const {
+  std::size_t start = 0;
+  while (start <= query.size()) {
+    std::size_t amp = query.find('&', start);
+    if (amp == std::string::npos) amp = query.size();
+    std::string_view pair = std::string_view(query).substr(start, amp - start);
+    std::size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    }
+    start = amp + 1;
+  }
+  return std::nullopt;
+}
+
+HttpResponse json_response(const Json& body, int status) {
+  HttpResponse response;
+  response.status = status;
+  response.body = dump(body);
+  return response;
+}
+
+HttpResponse text_response(std::string body, std::string content_type) {
+  HttpResponse response;
+  response.content_type = std::move(content_type);
+  response.body = std::move(body);
+  return response;
+}
+
+struct Api::Routes {
+  struct Compiled {
+    Route route;
+    std::vector<std::string> segments;
+  };
+  std::vector<Compiled> table;
+};
+
+Api::Api(ApiServices services) : services_(std::move(services)), routes_(new Routes) {
+  std::vector<Route> routes;
+  add_core_routes(routes);
+  add_ceremony_routes(routes);
+  for (Route& route : routes) {
+    std::vector<std::string> segments = split_path(route.pattern);
+    routes_->table.push_back({std::move(route), std::move(segments)});
+  }
+}
+
+Api::~Api() = default;
+
+HttpResponse Api::handle(const HttpRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
+  std::string_view target = request.target;
+  std::size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  Context context{request,
+                  {},
+                  q == std::string_view::npos ? "" : std::string(target.substr(q + 1)),
+                  std::nullopt};
+
+  const Routes::Compiled* found = nullptr;
+  std::string allowed;
+  if (path.starts_with('/')) {
+    std::vector<std::string> parts = split_path(path);
+    for (const Routes::Compiled& r : routes_->table) {
+      std::vector<std::string> params;
+      if (!matches(r.segments, parts, params)) continue;
+      if (r.route.method == request.method) {
+        found = &r;
+        context.params = std::move(params);
+        break;
+      }
+      allowed += allowed.empty() ? r.route.method : ", " + r.route.method;
+    }
+  }
+
+  Result<HttpResponse> result = [&]() -> Result<HttpResponse> {
+    if (found == nullptr) {
+      if (!allowed.empty()) {
+        return Error(Code::kMethodNotAllowed,
+                     request.method + " is not allowed here; use " + allowed);
+      }
+      return Error(Code::kNotFound, "no such endpoint: " + std::string(path));
+    }
+    if (found->route.access != Access::kAnyone) {
+      KEKD_ASSIGN_OR_RETURN(Principal principal,
+                            services_.credentials->authenticate(request.header("authorization")));
+      if (found->route.access == Access::kAdmin && !principal.admin) {
+        return Error(Code::kPermissionDenied, "this needs the admin credential");
+      }
+      context.principal = std::move(principal);
+    }
+    return found->route.handler(services_, context);
+  }();
+
+  HttpResponse response =
+      result.ok() ? std::move(*result) : error_response(result.error(), request.request_id);
+  if (!result.ok() && result.error().code() == Code::kMethodNotAllowed) {
+    response.headers.emplace_back("Allow", allowed);
+  }
+  response.route = found != nullptr ? found->route.pattern : "unmatched";
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  services_.metrics->observe_request(response.route, request.method, response.status, seconds);
+  return response;
+}
+
+}  // namespace kekd::api

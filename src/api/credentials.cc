@@ -1,0 +1,125 @@
+#include "kekd/api/credentials.h"
+
+#include <botan/base64.h>
+#include <botan/hash.h>
+#include <botan/mem_ops.h>
+
+#include "kekd/keys/inner_payload.h"
+
+namespace kekd::api {
+namespace {
+
+constexpr std::size_t kSecretBytes = 32;
+
+Error unauthenticated() { return Error(Code::kUnauthenticated, "missing or invalid credentials"); }
+
+// The secret is bound to its client: the wrap's context names the client id.
+keys::ContextDigest binding(std::string_view client_id) {
+  return keys::context_digest({{"kekd-client", std::string(client_id)}});
+}
+
+std::array<std::uint8_t, 32> sha256(ByteView bytes) {
+  auto h = Botan::HashFunction::create_or_throw("SHA-256");
+  h->update(bytes.data(), bytes.size());
+  std::array<std::uint8_t, 32> out;
+  h->final(out.data());
+  return out;
+}
+
+// base64url without padding: the token has no '.', '/', '+' or '=' to escape anywhere.
+std::string base64url(ByteView bytes) {
+  std::string s = Botan::base64_encode(bytes.data(), bytes.size());
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  for (char& c : s) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string NewClient::token() const {
+  return client_id + "." + std::string(secret.begin(), secret.end());
+}
+
+Status Credentials::create_token_key(hsm::Hsm& hsm) {
+  // The same template as a KEK: AES-256, non-extractable, wrap/unwrap with KWP only.
+  return hsm.generate_kek(kKeyLabel);
+}
+
+Result<NewClient> Credentials::create(bool admin, std::string grants_json, UnixMillis now) {
+  KEKD_ASSIGN_OR_RETURN(SecretBytes id_bytes, hsm_.random(10));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes raw, hsm_.random(kSecretBytes));
+  NewClient client;
+  client.client_id = (admin ? "adm_" : "cli_") + to_hex(id_bytes);
+  std::string encoded = base64url(raw);
+  client.secret.assign(encoded.begin(), encoded.end());
+  Botan::secure_scrub_memory(encoded.data(), encoded.size());
+
+  KEKD_ASSIGN_OR_RETURN(SecretBytes payload,
+                        keys::build_payload(binding(client.client_id), client.secret));
+  KEKD_ASSIGN_OR_RETURN(Bytes wrapped, hsm_.wrap(kKeyLabel, payload));
+  store::ClientRecord record;
+  record.id = client.client_id;
+  record.wrapped_secret = std::move(wrapped);
+  record.admin = admin;
+  record.grants_json = std::move(grants_json);
+  record.created_at = now;
+  KEKD_RETURN_IF_ERROR(store_.create_client(record));
+  return client;
+}
+
+Result<Principal> Credentials::authenticate(std::string_view authorization) {
+  constexpr std::string_view kScheme = "Bearer ";
+  if (!authorization.starts_with(kScheme)) {
+    return unauthenticated();
+  }
+  std::string_view token = authorization.substr(kScheme.size());
+  std::size_t dot = token.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 == token.size() || token.size() > 256) {
+    return unauthenticated();
+  }
+  const std::string client_id(token.substr(0, dot));
+  std::string_view secret = token.substr(dot + 1);
+  auto given =
+      sha256(ByteView(reinterpret_cast<const std::uint8_t*>(secret.data()), secret.size()));
+
+  {
+    std::shared_lock lock(mu_);
+    auto it = verified_.find(client_id);
+    if (it != verified_.end()) {
+      if (!Botan::constant_time_compare(it->second.secret_sha256.data(), given.data(), 32)) {
+        return unauthenticated();
+      }
+      return it->second.principal;
+    }
+  }
+
+  KEKD_ASSIGN_OR_RETURN(std::optional<store::ClientRecord> record, store_.find_client(client_id));
+  if (!record || record->deleted_at) {
+    return unauthenticated();
+  }
+  Result<SecretBytes> payload = hsm_.unwrap(kKeyLabel, record->wrapped_secret);
+  if (!payload.ok()) {
+    // An HSM outage is not the client's fault: say so (503) rather than 401.
+    if (payload.error().code() == Code::kUnavailable) return payload.error();
+    return Error(Code::kInternal, "a stored client secret does not unwrap");
+  }
+  KEKD_ASSIGN_OR_RETURN(SecretBytes stored, keys::open_payload(*payload, binding(client_id)));
+  auto expected = sha256(stored);
+  if (!Botan::constant_time_compare(expected.data(), given.data(), 32)) {
+    return unauthenticated();
+  }
+  Principal principal{client_id, record->admin, record->grants_json};
+  std::unique_lock lock(mu_);
+  verified_.insert_or_assign(client_id, Verified{expected, principal});
+  return principal;
+}
+
+void Credentials::forget(const std::string& client_id) {
+  std::unique_lock lock(mu_);
+  verified_.erase(client_id);
+}
+
+}  // namespace kekd::api

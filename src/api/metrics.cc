@@ -1,0 +1,65 @@
+#include "kekd/api/metrics.h"
+
+#include <sstream>
+
+namespace kekd::api {
+
+void Metrics::observe_request(const std::string& route, const std::string& method, int status,
+                              double seconds) {
+  std::lock_guard lock(mu_);
+  requests_[{route, method, status}]++;
+  Histogram& h = latency_[route];
+  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+    if (seconds <= kBuckets[i]) h.counts[i]++;
+  }
+  h.count++;
+  h.sum += seconds;
+}
+
+void Metrics::observe_hsm(const std::string& operation, bool ok) {
+  std::lock_guard lock(mu_);
+  hsm_[{operation, ok}]++;
+}
+
+void Metrics::add_gauge(std::string name, std::string help, std::function<double()> read) {
+  std::lock_guard lock(mu_);
+  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read)});
+}
+
+std::string Metrics::render() const {
+  std::ostringstream out;
+  std::lock_guard lock(mu_);
+  out << "# HELP kekd_http_requests_total HTTP requests by route, method and status.\n"
+      << "# TYPE kekd_http_requests_total counter\n";
+  for (const auto& [key, n] : requests_) {
+    const auto& [route, method, status] = key;
+    out << "kekd_http_requests_total{route=\"" << route << "\",method=\"" << method
+        << "\",status=\"" << status << "\"} " << n << "\n";
+  }
+  out << "# HELP kekd_http_request_duration_seconds Time from request parsed to response ready.\n"
+      << "# TYPE kekd_http_request_duration_seconds histogram\n";
+  for (const auto& [route, h] : latency_) {
+    for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+      out << "kekd_http_request_duration_seconds_bucket{route=\"" << route << "\",le=\""
+          << kBuckets[i] << "\"} " << h.counts[i] << "\n";
+    }
+    out << "kekd_http_request_duration_seconds_bucket{route=\"" << route << "\",le=\"+Inf\"} "
+        << h.count << "\n"
+        << "kekd_http_request_duration_seconds_sum{route=\"" << route << "\"} " << h.sum << "\n"
+        << "kekd_http_request_duration_seconds_count{route=\"" << route << "\"} " << h.count
+        << "\n";
+  }
+  out << "# HELP kekd_hsm_operations_total HSM operations by operation and outcome.\n"
+      << "# TYPE kekd_hsm_operations_total counter\n";
+  for (const auto& [key, n] : hsm_) {
+    out << "kekd_hsm_operations_total{operation=\"" << key.first << "\",outcome=\""
+        << (key.second ? "ok" : "error") << "\"} " << n << "\n";
+  }
+  for (const Gauge& g : gauges_) {
+    out << "# HELP " << g.name << " " << g.help << "\n# TYPE " << g.name << " gauge\n"
+        << g.name << " " << g.read() << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace kekd::api

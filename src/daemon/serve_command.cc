@@ -1,0 +1,145 @@
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+#include "kekd/api/api.h"
+#include "kekd/api/server.h"
+#include "kekd/daemon/commands.h"
+#include "kekd/daemon/deployment.h"
+#include "metered_hsm.h"
+
+namespace kekd::daemon {
+namespace {
+
+// Runs the ceremony service's periodic work (expiry, retries, scheduled destruction) once a
+// second, on its own thread, until stopped.
+class Ticker {
+ public:
+  explicit Ticker(quorum::CeremonyService& ceremonies)
+      : thread_([this, &ceremonies] {
+          std::unique_lock lock(mu_);
+          while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+            lock.unlock();
+            Status status = ceremonies.tick();
+            if (!status.ok()) spdlog::warn("ceremony tick: {}", status.error().to_string());
+            lock.lock();
+          }
+        }) {}
+  ~Ticker() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+api::ServerOptions server_options(const Config& config) {
+  api::ServerOptions o;
+  o.host = config.server.host;
+  o.port = config.server.port;
+  o.io_threads = config.server.io_threads;
+  o.workers = config.server.workers != 0 ? config.server.workers : config.hsm.sessions;
+  o.max_connections = config.server.max_connections;
+  o.header_limit = config.server.header_limit;
+  o.body_limit = config.server.body_limit;
+  o.read_timeout = std::chrono::milliseconds(config.server.read_timeout);
+  o.idle_timeout = std::chrono::milliseconds(config.server.idle_timeout);
+  o.tls_cert = config.server.tls_cert;
+  o.tls_key = config.server.tls_key;
+  o.client_ca = config.server.client_ca;
+  return o;
+}
+
+}  // namespace
+
+Status run_serve(const std::string& config_path) {
+  // The process holds the PIN, client secrets and DEKs: no core dumps, no ptrace by other users.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  KEKD_ASSIGN_OR_RETURN(Config config, load_config(config_path));
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+
+  // Block the stop signals before any thread starts, so that every thread inherits the mask and
+  // only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  Deployment d;
+  KEKD_ASSIGN_OR_RETURN(d.hsm, open_hsm(config));
+  KEKD_ASSIGN_OR_RETURN(std::vector<std::string> internal, d.hsm->find_keks(kInternalPrefix));
+  if (internal.empty()) {
+    return Error(Code::kFailedPrecondition,
+                 "token '" + config.hsm.token_label + "' is not initialised: run kekd init first");
+  }
+  api::Metrics metrics;
+  MeteredHsm metered(*d.hsm, metrics);
+  hsm::Pkcs11Hsm& raw_hsm = *d.hsm;  // for session health; requests go through `metered`
+  KEKD_RETURN_IF_ERROR(open_services(config, metered, d));
+
+  // Finish ceremonies that a crash interrupted mid-execution before serving anything.
+  KEKD_RETURN_IF_ERROR(d.ceremonies->reconcile());
+
+  metrics.add_gauge("kekd_open_ceremonies", "Ceremonies waiting for approvals.", [&] {
+    Result<std::size_t> n = d.ceremonies->open_count();
+    return n.ok() ? static_cast<double>(*n) : -1.0;  // -1: the store failed
+  });
+  metrics.add_gauge("kekd_hsm_sessions_healthy", "1 while every HSM session is usable.",
+                    [&] { return raw_hsm.healthy() ? 1.0 : 0.0; });
+
+  api::ApiServices services;
+  services.keyring = d.keyring.get();
+  services.ceremonies = d.ceremonies.get();
+  services.hsm = &metered;
+  services.credentials = d.credentials.get();
+  services.metrics = &metrics;
+  services.signing_key_label = std::string(kSigningKeyLabel);
+  services.readiness = [&raw_hsm] {
+    api::Readiness r;
+    if (!raw_hsm.healthy()) {
+      r.ready = false;
+      r.reasons.push_back("HSM sessions are being re-established");
+    }
+    return r;
+  };
+  api::Api api(std::move(services));
+
+  KEKD_ASSIGN_OR_RETURN(
+      std::unique_ptr<api::HttpServer> server,
+      api::HttpServer::start(server_options(config), [&api](const api::HttpRequest& request) {
+        api::HttpResponse response = api.handle(request);
+        spdlog::debug("request id={} method={} route={} status={}", request.request_id,
+                      request.method, response.route, response.status);
+        return response;
+      }));
+  metrics.add_gauge("kekd_open_connections", "Open client connections.",
+                    [&] { return static_cast<double>(server->open_connections()); });
+  Ticker ticker(*d.ceremonies);
+
+  spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",
+               config.server.tls_cert.empty() ? "http" : "https", config.server.host,
+               server->port(), config.hsm.token_label, config.store_path);
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  spdlog::info("signal {} received: draining in-flight requests", signal);
+  server->stop(std::chrono::milliseconds(config.server.drain_timeout));
+  spdlog::info("stopped");
+  return ok_status();
+}
+
+}  // namespace kekd::daemon

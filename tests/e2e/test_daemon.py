@@ -1,0 +1,142 @@
+"""The daemon itself: health, readiness, metrics, errors, limits, start-up checks, SIGTERM."""
+import http.client
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kekd_e2e import E2ETest, KEKD_BIN, run  # noqa: E402
+
+
+class Daemon(E2ETest):
+    def test_health_ready_and_metrics(self):
+        d = self.deployment().start()
+        self.assertEqual(d.get("/v1/health").json(), {"status": "ok"})
+        ready = d.get("/v1/ready")
+        self.assertEqual(ready.status, 200)
+        self.assertEqual(ready.json()["ready"], True)
+        d.script("propose.sh", "create-key", "demo")
+        metrics = d.get("/metrics")
+        self.assertEqual(metrics.status, 200)
+        self.assertIn('kekd_http_requests_total{route="/v1/ready",method="GET",status="200"}', metrics.body)
+        self.assertIn("kekd_http_request_duration_seconds_bucket", metrics.body)
+        self.assertIn("kekd_open_ceremonies 1", metrics.body)
+        self.assertIn('kekd_hsm_operations_total{operation="random",outcome="ok"}', metrics.body)
+
+    def test_every_response_has_request_id_and_errors_are_json(self):
+        d = self.deployment().start()
+        ids = set()
+        for response, status, code in [
+            (d.get("/v1/nope"), 404, "not_found"),
+            (d.request("DELETE", "/v1/health"), 405, "method_not_allowed"),
+            (d.get("/v1/keys"), 401, "unauthenticated"),
+            (d.request("POST", "/v1/ceremonies", raw=b"x" * (2 * 1024 * 1024), token=d.admin_token), 413,
+             "payload_too_large"),
+            (d.admin("POST", "/v1/ceremonies", {"action": "create-key", "key": "demo", "typo": 1}), 400,
+             "invalid_argument"),
+        ]:
+            self.assertError(response, status, code)
+            ids.add(response.headers["X-Request-Id"])
+        self.assertEqual(len(ids), 5)
+        self.assertIn("X-Request-Id", d.get("/v1/health").headers)
+        self.assertEqual(d.get("/v1/health").status, 200)  # still healthy afterwards
+
+    def test_sigterm_during_traffic_completes_in_flight_requests_and_exits_zero(self):
+        d = self.deployment().start()
+        results = {"ok": 0, "bad": [], "refused": 0}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client():
+            while not stop.is_set():
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+                    for _ in range(50):
+                        conn.request("GET", "/v1/audit/public-key",
+                                     headers={"Authorization": f"Bearer {d.admin_token}"})
+                        response = conn.getresponse()
+                        body = response.read()
+                        with lock:
+                            if response.status == 200 and body.startswith(b"-----BEGIN PUBLIC KEY-----"):
+                                results["ok"] += 1
+                            else:
+                                results["bad"].append((response.status, body[:200]))
+                    conn.close()
+                except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected,
+                        BrokenPipeError):
+                    # Not accepted, or a keep-alive connection closed between requests: nothing
+                    # was answered, nothing was lost.
+                    with lock:
+                        results["refused"] += 1
+                    time.sleep(0.01)
+                except Exception as e:  # a timeout means a request was accepted and never answered
+                    with lock:
+                        results["bad"].append(repr(e))
+
+        # Many more clients than workers: the worker queue is never empty, so requests are
+        # certainly in flight when the signal arrives.
+        threads = [threading.Thread(target=client) for _ in range(32)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        started = time.time()
+        code = d.stop(signal.SIGTERM)
+        # Well inside the 15 s drain timeout: every in-flight request was answered and counted.
+        self.assertLess(time.time() - started, 5.0, d.read_log())
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertEqual(code, 0, d.read_log())
+        self.assertEqual(results["bad"], [])
+        self.assertGreater(results["ok"], 100)
+        self.assertIn("draining", d.read_log())
+
+    def test_init_refuses_an_initialised_token(self):
+        d = self.deployment()
+        result = run([KEKD_BIN, "init", "--config", os.path.join(d.dir, "kekd.toml"), "--operators",
+                      os.path.join(d.dir, "operators.toml"), "--threshold", "2", "--admin-credential-out",
+                      os.path.join(d.dir, "second.token")], env=d.env, check=False)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("initialised already", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(d.dir, "second.token")))
+        self.assertEqual(oct(os.stat(d.admin_file).st_mode & 0o777), "0o600")
+
+    def test_wrong_pin_is_reported_and_not_retried(self):
+        d = self.deployment()
+        with open(d.pin_file) as f:
+            good = f.read()
+        with open(d.pin_file, "w") as f:
+            f.write("0000")
+        d.start(wait=False)
+        code = d.proc.wait(timeout=10)
+        d.proc = None
+        d.log.close()
+        self.assertNotEqual(code, 0)
+        self.assertIn("pin_incorrect", d.read_log())
+        self.assertEqual(d.read_log().count("C_Login"), 1)
+        with open(d.pin_file, "w") as f:
+            f.write(good)
+        d.start()  # the token is not locked
+        self.assertEqual(d.get("/v1/health").status, 200)
+
+    def test_config_refuses_plaintext_on_non_loopback_and_unknown_keys(self):
+        d = self.deployment()
+        config = os.path.join(d.dir, "kekd.toml")
+        with open(config) as f:
+            text = f.read()
+        for bad, message in [(text.replace("127.0.0.1", "0.0.0.0"), "without TLS"),
+                             (text + "\n[hsm2]\nx = 1\n", "unknown key"),
+                             (text.replace('ttl = "24h"', 'ttl = "soon"'), "duration")]:
+            with open(config, "w") as f:
+                f.write(bad)
+            result = run([KEKD_BIN, "serve", "--config", config], env=d.env, check=False)
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn(message, result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
