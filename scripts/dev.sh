@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs kekd for development and demos, all under ./var/:
+#   a SoftHSM token, three demo operators (Ed25519 keys made by openssl), kekd init with a 2-of-3
+#   quorum, kekd serve on 127.0.0.1:8200, and a create-key ceremony for the key "demo" signed by
+#   two of the operators through scripts/ceremony/. kekd stays in the foreground: Ctrl-C stops it.
+# Running it again reuses ./var/ (same token, operators, admin credential, keys).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+var="$root/var"
+build="$root/build-dev"
+addr="http://127.0.0.1:8200"
+ceremony="$root/scripts/ceremony"
+
+bash "$root/scripts/install-deps.sh"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEKD_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" --parallel "$(nproc)" --target kekd
+kekd="$build/kekd"
+
+mkdir -p "$var"
+chmod 700 "$var"
+eval "$(bash "$root/scripts/softhsm-token.sh" "$var/token" kekd)"  # exports SOFTHSM2_CONF
+
+if [ ! -f "$var/admin.token" ]; then
+  echo "== first run: creating demo operators and initialising kekd in $var"
+  rm -f "$var/kekd.db" "$var/kekd.db-wal" "$var/kekd.db-shm"
+  mkdir -p "$var/operators"
+  : >"$var/operators.toml"
+  for op in alice bob carol; do
+    [ -f "$var/operators/$op.key" ] || bash "$ceremony/keygen.sh" "$op" --dir "$var/operators" >/dev/null
+    printf '[[operator]]\nname = "%s"\npublic_key = "operators/%s.pub.pem"\n\n' "$op" "$op" \
+      >>"$var/operators.toml"
+  done
+  cat >"$var/kekd.toml" <<TOML
+# Development configuration made by scripts/dev.sh; every key: hsm-config/kekd.example.toml
+[server]
+listen = "127.0.0.1:8200"
+
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "kekd"
+pin_file = "token/pin"
+sessions = 4
+
+[store]
+path = "kekd.db"
+
+[ceremony]
+ttl = "24h"
+TOML
+  "$kekd" init --config "$var/kekd.toml" --operators "$var/operators.toml" --threshold 2 \
+    --admin-credential-out "$var/admin.token"
+fi
+
+if curl -fsS "$addr/v1/health" >/dev/null 2>&1; then
+  echo "something already listens on $addr (another kekd?); stop it first" >&2
+  exit 1
+fi
+
+"$kekd" serve --config "$var/kekd.toml" &
+kekd_pid=$!
+trap 'kill -TERM "$kekd_pid" 2>/dev/null || true; wait "$kekd_pid" || true' INT TERM
+for _ in $(seq 1 100); do
+  curl -fsS "$addr/v1/ready" >/dev/null 2>&1 && break
+  kill -0 "$kekd_pid" 2>/dev/null || { echo "kekd exited; see the messages above" >&2; exit 1; }
+  sleep 0.1
+done
+
+export KEKD_ADDR="$addr"
+KEKD_TOKEN=$(cat "$var/admin.token")
+export KEKD_TOKEN
+
+if ! curl -fsS -H "Authorization: Bearer $KEKD_TOKEN" "$addr/v1/keys/demo" >/dev/null 2>&1; then
+  echo "== create-key ceremony for 'demo', approved by alice and bob (2 of 3)"
+  id=$(bash "$ceremony/propose.sh" create-key demo 2>/dev/null)
+  bash "$ceremony/show.sh" "$id" --out "$var/statement-$id.txt" >/dev/null
+  for op in alice bob; do
+    bash "$ceremony/sign.sh" "$var/statement-$id.txt" "$var/operators/$op.key" \
+      --out "$var/statement-$id.$op.sig" >/dev/null
+    bash "$ceremony/approve.sh" "$id" "$op" "$var/statement-$id.$op.sig"
+  done
+  bash "$ceremony/transcript.sh" "$id" --out "$var/transcript-$id.json" >/dev/null
+  bash "$ceremony/audit-key.sh" --out "$var/kekd-audit.pub.pem" >/dev/null
+  bash "$ceremony/verify-transcript.sh" "$var/transcript-$id.json" \
+    --kekd-key "$var/kekd-audit.pub.pem" --quiet
+fi
+
+cat <<TEXT
+
+kekd is running on $addr (Ctrl-C stops it)
+
+  config            $var/kekd.toml
+  token             $var/token (SoftHSM; user PIN in $var/token/pin)
+  store             $var/kekd.db
+  admin credential  $var/admin.token
+  operators         $var/operators/{alice,bob,carol}.key  (2 of 3 approve)
+
+Try, in another shell:
+
+  export KEKD_ADDR=$addr KEKD_TOKEN=\$(cat $var/admin.token)
+  curl -s -H "Authorization: Bearer \$KEKD_TOKEN" \$KEKD_ADDR/v1/keys/demo | jq .
+  curl -s -H "Authorization: Bearer \$KEKD_TOKEN" \$KEKD_ADDR/v1/operators | jq .
+  scripts/ceremony/propose.sh rotate-key demo        # then show.sh, sign.sh, approve.sh
+  curl -s \$KEKD_ADDR/metrics | head
+
+A walkthrough of ceremonies: docs/ceremony.md
+TEXT
+
+wait "$kekd_pid"
