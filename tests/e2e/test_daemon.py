@@ -95,6 +95,31 @@ class Daemon(E2ETest):
         self.assertGreater(results["ok"], 100)
         self.assertIn("draining", d.read_log())
 
+    def test_tls_serves_https_and_refuses_plain_http(self):
+        d = self.deployment()
+        cert, key = os.path.join(d.dir, "cert.pem"), os.path.join(d.dir, "key.pem")
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"])
+        config = os.path.join(d.dir, "kekd.toml")
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("[server]\n", f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'))
+        d.start(wait=False)
+        url = f"https://127.0.0.1:{d.port}/v1/health"
+        for _ in range(100):
+            ok = run(["curl", "-fsS", "--cacert", cert, url], check=False)
+            if ok.returncode == 0:
+                break
+            time.sleep(0.1)
+        self.assertEqual(json.loads(ok.stdout), {"status": "ok"}, d.read_log())
+        plain = run(["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{d.port}/v1/health"], check=False)
+        self.assertNotEqual(plain.returncode, 0)
+        untrusted = run(["curl", "-sS", "--max-time", "5", url], check=False)  # no CA: refused
+        self.assertNotEqual(untrusted.returncode, 0)
+        self.assertEqual(d.stop(), 0)
+
     def test_init_refuses_an_initialised_token(self):
         d = self.deployment()
         result = run([KEKD_BIN, "init", "--config", os.path.join(d.dir, "kekd.toml"), "--operators",
