@@ -156,6 +156,32 @@ struct Pkcs11Hsm::Impl {
     return {};
   }
 
+  // Creates a token object under label with a fresh random CKA_ID, through make(session, id);
+  // kAlreadyExists if an object of object_class already has the label.
+  template <typename Make>
+  Status generate(std::string_view label, CK_OBJECT_CLASS object_class, Make&& make) {
+    bool exists = false;
+    Status status = run([&](CK_SESSION_HANDLE session) {
+      std::vector<CK_OBJECT_HANDLE> found;
+      CkOutcome outcome = find_by_label(fn(), session, label, found, object_class);
+      exists = !found.empty();
+      if (outcome.rv != CKR_OK || exists) {
+        return outcome;
+      }
+      std::uint8_t id[kKekIdBytes];
+      CK_RV rv = fn()->C_GenerateRandom(session, id, sizeof id);
+      if (rv != CKR_OK) {
+        return failed(rv, "C_GenerateRandom");
+      }
+      return make(session, ByteView(id, sizeof id));
+    });
+    if (status.ok() && exists) {
+      return Error(Code::kAlreadyExists,
+                   "the token already holds a key labelled " + std::string(label));
+    }
+    return status;
+  }
+
   // Runs op on a leased session. A lost session, or a cached KEK handle gone stale, earns one
   // more try on a fresh lease; every other failure is converted once, by ck_error.
   template <typename Op>
@@ -200,30 +226,13 @@ Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
 }
 
 Status Pkcs11Hsm::generate_kek(std::string_view label) {
-  bool exists = false;
-  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
-    std::vector<CK_OBJECT_HANDLE> found;
-    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found);
-    if (outcome.rv != CKR_OK || !found.empty()) {
-      exists = !found.empty();
-      return outcome;
-    }
-    std::uint8_t id[kKekIdBytes];
-    CK_RV rv = impl_->fn()->C_GenerateRandom(session, id, sizeof id);
-    if (rv != CKR_OK) {
-      return failed(rv, "C_GenerateRandom");
-    }
-    AttributeTemplate kek = kek_template(label, ByteView(id, sizeof id));
+  return impl_->generate(label, CKO_SECRET_KEY, [&](CK_SESSION_HANDLE session, ByteView id) {
+    AttributeTemplate kek = kek_template(label, id);
     CK_MECHANISM mechanism{CKM_AES_KEY_GEN, nullptr, 0};
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-    rv = impl_->fn()->C_GenerateKey(session, &mechanism, kek.data(), kek.size(), &handle);
+    CK_RV rv = impl_->fn()->C_GenerateKey(session, &mechanism, kek.data(), kek.size(), &handle);
     return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKey");
   });
-  if (status.ok() && exists) {
-    return Error(Code::kAlreadyExists,
-                 "the token already holds a key labelled " + std::string(label));
-  }
-  return status;
 }
 
 Result<std::vector<std::string>> Pkcs11Hsm::find_keks(std::string_view prefix) {
@@ -358,33 +367,16 @@ Result<SecretBytes> Pkcs11Hsm::random(std::size_t n) {
 }
 
 Status Pkcs11Hsm::generate_signing_key(std::string_view label) {
-  bool exists = false;
-  Status status = impl_->run([&](CK_SESSION_HANDLE session) {
-    std::vector<CK_OBJECT_HANDLE> found;
-    CkOutcome outcome = find_by_label(impl_->fn(), session, label, found, CKO_PRIVATE_KEY);
-    if (outcome.rv != CKR_OK || !found.empty()) {
-      exists = !found.empty();
-      return outcome;
-    }
-    std::uint8_t id[kKekIdBytes];
-    CK_RV rv = impl_->fn()->C_GenerateRandom(session, id, sizeof id);
-    if (rv != CKR_OK) {
-      return failed(rv, "C_GenerateRandom");
-    }
-    AttributeTemplate pub = signing_public_template(label, ByteView(id, sizeof id));
-    AttributeTemplate priv = signing_private_template(label, ByteView(id, sizeof id));
+  return impl_->generate(label, CKO_PRIVATE_KEY, [&](CK_SESSION_HANDLE session, ByteView id) {
+    AttributeTemplate pub = signing_public_template(label, id);
+    AttributeTemplate priv = signing_private_template(label, id);
     CK_MECHANISM mechanism{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
     CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
-    rv = impl_->fn()->C_GenerateKeyPair(session, &mechanism, pub.data(), pub.size(), priv.data(),
-                                        priv.size(), &pub_handle, &priv_handle);
+    CK_RV rv = impl_->fn()->C_GenerateKeyPair(session, &mechanism, pub.data(), pub.size(),
+                                              priv.data(), priv.size(), &pub_handle, &priv_handle);
     return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKeyPair");
   });
-  if (status.ok() && exists) {
-    return Error(Code::kAlreadyExists,
-                 "the token already holds a key labelled " + std::string(label));
-  }
-  return status;
 }
 
 Result<Bytes> Pkcs11Hsm::signing_public_key(std::string_view label) {
