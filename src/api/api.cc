@@ -78,16 +78,25 @@ void add_core_routes(std::vector<Route>& routes) {
                       return text_response(s.metrics->render(),
                                            "text/plain; version=0.0.4; charset=utf-8");
                     }});
-  routes.push_back({"GET", "/v1/keys", Access::kAdmin,
-                    [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+  // The admin sees every key; a client sees the keys it holds a describe grant for.
+  routes.push_back({"GET", "/v1/keys", Access::kAuthenticated,
+                    [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
                       Json keys = Json::array();
                       for (const keys::KeyInfo& info : s.keyring->list()) {
-                        keys.push_back(key_json(info));
+                        if (c.principal->admin ||
+                            allows(c.principal->grants, info.record.name, Operation::kDescribe)) {
+                          keys.push_back(key_json(info));
+                        }
                       }
                       return json_response({{"keys", std::move(keys)}});
                     }});
-  routes.push_back({"GET", "/v1/keys/{name}", Access::kAdmin,
+  routes.push_back({"GET", "/v1/keys/{name}", Access::kAuthenticated,
                     [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
+                      if (!c.principal->admin &&
+                          !allows(c.principal->grants, c.params[0], Operation::kDescribe)) {
+                        return Error(Code::kPermissionDenied,
+                                     "this client has no describe grant for '" + c.params[0] + "'");
+                      }
                       KEKD_ASSIGN_OR_RETURN(keys::KeyInfo info, s.keyring->describe(c.params[0]));
                       return json_response(key_json(info));
                     }});
@@ -142,6 +151,8 @@ Api::Api(ApiServices services) : services_(std::move(services)), routes_(new Rou
   std::vector<Route> routes;
   add_core_routes(routes);
   add_ceremony_routes(routes);
+  add_key_routes(routes);
+  add_client_routes(routes);
   for (Route& route : routes) {
     std::vector<std::string> segments = split_path(route.pattern);
     routes_->table.push_back({std::move(route), std::move(segments)});

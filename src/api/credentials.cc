@@ -111,10 +111,29 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
   if (!Botan::constant_time_compare(expected.data(), given.data(), 32)) {
     return unauthenticated();
   }
-  Principal principal{client_id, record->admin, record->grants_json};
+  Result<std::vector<Grant>> grants = parse_grants(record->grants_json);
+  if (!grants.ok()) {
+    return Error(Code::kInternal, "stored grants of " + client_id + " do not parse");
+  }
+  Principal principal{client_id, record->admin, std::move(*grants)};
   std::unique_lock lock(mu_);
   verified_.insert_or_assign(client_id, Verified{expected, principal});
   return principal;
+}
+
+Result<std::vector<store::ClientRecord>> Credentials::list() { return store_.list_clients(); }
+
+Status Credentials::remove(const std::string& client_id, UnixMillis now) {
+  KEKD_ASSIGN_OR_RETURN(std::optional<store::ClientRecord> record, store_.find_client(client_id));
+  if (!record) {
+    return Error(Code::kNotFound, "no client " + client_id);
+  }
+  if (record->admin) {
+    return Error(Code::kFailedPrecondition, "the admin credential is not deleted through the API");
+  }
+  KEKD_RETURN_IF_ERROR(store_.delete_client(client_id, now));
+  forget(client_id);
+  return ok_status();
 }
 
 void Credentials::forget(const std::string& client_id) {

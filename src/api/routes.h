@@ -37,5 +37,7 @@ HttpResponse json_response(const Json& body, int status = 200);
 HttpResponse text_response(std::string body, std::string content_type);
 
 void add_ceremony_routes(std::vector<Route>& routes);
+void add_key_routes(std::vector<Route>& routes);
+void add_client_routes(std::vector<Route>& routes);
 
 }  // namespace kekd::api

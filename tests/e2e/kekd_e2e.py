@@ -187,6 +187,20 @@ level = "debug"
         self.script("sign.sh", statement_path, key, "--out", sig)
         return sig
 
+    def ceremony(self, *propose_args, approvers=("alice", "bob")):
+        """Proposes and approves a ceremony through the scripts; returns its id."""
+        ceremony_id = self.script("propose.sh", *propose_args).stdout.strip()
+        statement = self.statement(ceremony_id)
+        for name in approvers:
+            self.script("approve.sh", ceremony_id, name, self.sign(statement, name))
+        return ceremony_id
+
+    def client(self, grants):
+        """Creates an application client with these grants; returns its bearer token."""
+        response = self.admin("POST", "/v1/clients", {"grants": grants})
+        assert response.status == 201, response.body
+        return response.json()["token"]
+
     def statement(self, ceremony_id):
         path = os.path.join(self.dir, f"statement-{ceremony_id}.txt")
         self.script("show.sh", ceremony_id, "--out", path)

@@ -14,7 +14,9 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "kekd/api/grants.h"
 #include "kekd/common/bytes.h"
 #include "kekd/common/error.h"
 #include "kekd/common/time.h"
@@ -26,7 +28,7 @@ namespace kekd::api {
 struct Principal {
   std::string client_id;
   bool admin = false;
-  std::string grants_json;
+  std::vector<Grant> grants;  // parsed once, when the client is first verified
 };
 
 struct NewClient {
@@ -50,14 +52,20 @@ class Credentials {
   // that the answer does not reveal whether the client id exists.
   Result<Principal> authenticate(std::string_view authorization);
 
-  // Drops what is remembered about a client (after it is deleted).
-  void forget(const std::string& client_id);
+  // The clients that are not deleted, oldest first.
+  Result<std::vector<store::ClientRecord>> list();
+
+  // Deletes an application client; it is refused at its next request. The admin credential is not
+  // deleted this way (kFailedPrecondition): a deployment must not lock itself out.
+  Status remove(const std::string& client_id, UnixMillis now);
 
  private:
   struct Verified {
     std::array<std::uint8_t, 32> secret_sha256;
     Principal principal;
   };
+
+  void forget(const std::string& client_id);
 
   hsm::Hsm& hsm_;
   store::ClientStore& store_;

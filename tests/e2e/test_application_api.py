@@ -1,0 +1,144 @@
+"""The application API over HTTP: data keys, wrap, unwrap, rewrap, batches, clients and grants."""
+import base64
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kekd_e2e import E2ETest, PKCS11_HELPER, SOFTHSM, run  # noqa: E402
+
+ALL = ["datakey", "wrap", "unwrap", "rewrap", "describe"]
+CONTEXT = {"tenant": "acme", "purpose": "card"}
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+class ApplicationApi(E2ETest):
+    @classmethod
+    def setUpClass(cls):
+        from kekd_e2e import Deployment
+        cls.d = Deployment().start()
+        cls.d.ceremony("create-key", "demo")
+        cls.d.ceremony("create-key", "payments")
+        cls.app = cls.d.client([{"key": "demo", "operations": ALL}])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+
+    def op(self, name, body, token=None, key="demo"):
+        return self.d.request("POST", f"/v1/keys/{key}/{name}", body=body, token=token or self.app)
+
+    def test_datakey_round_trips_with_and_without_plaintext(self):
+        for n in (1, 16, 32, 1024):
+            dk = self.op("datakey", {"bytes": n, "context": CONTEXT})
+            self.assertEqual(dk.status, 200, dk.body)
+            dk = dk.json()
+            self.assertEqual(len(base64.b64decode(dk["plaintext"])), n)
+            self.assertEqual((dk["key"], dk["version"]), ("demo", 1))
+            back = self.op("unwrap", {"ciphertext": dk["ciphertext"], "context": CONTEXT}).json()
+            self.assertEqual(back["plaintext"], dk["plaintext"])
+            hidden = self.op("datakey", {"bytes": n, "plaintext": False}).json()
+            self.assertNotIn("plaintext", hidden)
+            self.assertEqual(len(base64.b64decode(self.op("unwrap", {"ciphertext": hidden["ciphertext"]})
+                                                  .json()["plaintext"])), n)
+        self.assertEqual(len(base64.b64decode(self.op("datakey", {}).json()["plaintext"])), 32)
+
+    def test_wrong_context_and_tampering_fail_alike(self):
+        w = self.op("wrap", {"plaintext": b64(b"k" * 32), "context": CONTEXT}).json()
+        wrong = self.op("unwrap", {"ciphertext": w["ciphertext"], "context": {"tenant": "acme"}})
+        self.assertError(wrong, 400, "invalid_ciphertext")
+        raw = bytearray(base64.b64decode(w["ciphertext"]))
+        raw[-3] ^= 1
+        tampered = self.op("unwrap", {"ciphertext": b64(bytes(raw)), "context": CONTEXT})
+        self.assertError(tampered, 400, "invalid_ciphertext")
+        self.assertEqual(wrong.json()["error"]["message"], tampered.json()["error"]["message"])
+
+    def test_http_ciphertext_unwraps_with_independent_pkcs11_client(self):
+        dek = os.urandom(32)
+        w = self.op("wrap", {"plaintext": b64(dek), "context": CONTEXT}).json()
+        canonical = b"".join(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v
+                             for k, v in sorted((k.encode(), v.encode()) for k, v in CONTEXT.items()))
+        out = run(["/usr/bin/python3", PKCS11_HELPER, "--module", SOFTHSM, "--token-label", "kekd",
+                   "--pin-file", self.d.pin_file, "unwrap", "--ciphertext-b64", w["ciphertext"],
+                   "--context-hex", canonical.hex()], env=self.d.env).stdout
+        self.assertIn(dek.hex(), out)
+
+    def test_authorization_matrix(self):
+        d = self.d
+        for op in ("datakey", "wrap", "unwrap", "rewrap"):
+            granted = d.client([{"key": "demo", "operations": [op]}])
+            other = d.client([{"key": "demo", "operations": [o for o in ALL if o != op]}])
+            good = self.op("wrap", {"plaintext": b64(b"x" * 16)}).json()["ciphertext"]
+            body = {"datakey": {}, "wrap": {"plaintext": b64(b"x" * 16)},
+                    "unwrap": {"ciphertext": good}, "rewrap": {"ciphertext": good}}[op]
+            self.assertEqual(self.op(op, body, token=granted).status, 200, op)
+            self.assertError(self.op(op, body, token=other), 403, "permission_denied")
+        # describe
+        describer = d.client([{"key": "pay*", "operations": ["describe"]}])
+        self.assertEqual(d.get("/v1/keys/payments", token=describer).status, 200)
+        self.assertError(d.get("/v1/keys/demo", token=describer), 403, "permission_denied")
+        self.assertEqual([k["name"] for k in d.get("/v1/keys", token=describer).json()["keys"]], ["payments"])
+        # a pattern grant does not reach other keys, whatever the operation
+        pay = d.client([{"key": "pay*", "operations": ALL}])
+        self.assertEqual(self.op("wrap", {"plaintext": b64(b"x" * 16)}, token=pay, key="payments").status, 200)
+        self.assertError(self.op("wrap", {"plaintext": b64(b"x" * 16)}, token=pay), 403, "permission_denied")
+        # a wrong secret, and a deleted client
+        client_id, _ = pay.split(".", 1)
+        self.assertError(self.op("wrap", {"plaintext": b64(b"x")}, token=client_id + ".wrong", key="payments"),
+                         401, "unauthenticated")
+        self.assertEqual(d.admin("DELETE", f"/v1/clients/{client_id}").status, 200)
+        self.assertError(self.op("wrap", {"plaintext": b64(b"x")}, token=pay, key="payments"), 401,
+                         "unauthenticated")
+        self.assertNotIn(client_id, [c["client_id"] for c in d.admin("GET", "/v1/clients").json()["clients"]])
+        # the admin manages; it holds no grants
+        self.assertError(self.op("wrap", {"plaintext": b64(b"x")}, token=d.admin_token), 403, "permission_denied")
+        # a new client can do nothing
+        nothing = d.client([])
+        self.assertError(self.op("datakey", {}, token=nothing), 403, "permission_denied")
+
+    def test_batches_answer_per_item_in_order(self):
+        items = []
+        for i in range(1000):
+            items.append({"plaintext": b64(bytes([i % 256]) * (1 + i % 40))} if i % 3 else {"plaintext": "!!"})
+        response = self.op("wrap", {"items": items})
+        self.assertEqual(response.status, 200, response.body[:300])
+        results = response.json()["items"]
+        self.assertEqual(len(results), 1000)
+        for i, r in enumerate(results):
+            if i % 3:
+                self.assertEqual(r["version"], 1)
+            else:
+                self.assertEqual(r["error"]["code"], "invalid_argument")
+        unwrapped = self.op("unwrap", {"items": [{"ciphertext": r["ciphertext"]} for r in results if "ciphertext" in r]
+                                       + [{"ciphertext": "AAAA"}]}).json()["items"]
+        expected = [b64(bytes([i % 256]) * (1 + i % 40)) for i in range(1000) if i % 3]
+        self.assertEqual([u["plaintext"] for u in unwrapped[:-1]], expected)
+        self.assertEqual(unwrapped[-1]["error"]["code"], "invalid_ciphertext")
+        self.assertError(self.op("wrap", {"items": [{"plaintext": "AA=="}] * 1001}), 413, "payload_too_large")
+
+
+class RotationOverHttp(E2ETest):
+    def test_old_ciphertexts_unwrap_and_rewrap_moves_them_forward(self):
+        d = self.deployment().start()
+        d.ceremony("create-key", "demo")
+        app = d.client([{"key": "demo", "operations": ALL}])
+        op = lambda name, body: d.request("POST", f"/v1/keys/demo/{name}", body=body, token=app)  # noqa: E731
+        dek = b64(os.urandom(32))
+        v1 = op("wrap", {"plaintext": dek, "context": CONTEXT}).json()
+        self.assertEqual(v1["version"], 1)
+        d.ceremony("rotate-key", "demo")
+        self.assertEqual(op("unwrap", {"ciphertext": v1["ciphertext"], "context": CONTEXT}).json()["plaintext"], dek)
+        moved = op("rewrap", {"ciphertext": v1["ciphertext"], "context": CONTEXT})
+        self.assertEqual(moved.status, 200, moved.body)
+        self.assertNotIn("plaintext", moved.json())
+        self.assertEqual(moved.json()["version"], 2)
+        back = op("unwrap", {"ciphertext": moved.json()["ciphertext"], "context": CONTEXT}).json()
+        self.assertEqual((back["plaintext"], back["version"]), (dek, 2))
+        self.assertEqual(op("wrap", {"plaintext": dek}).json()["version"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
