@@ -9,7 +9,7 @@ usage() {
   cat <<EOT
 Usage: audit-key.sh [--out FILE]
 
-Fetches kekd's audit public key (GET /v1/audit/public-key, admin credential): the ECDSA P-256
+Fetches kekd's audit public key (GET /v1/audit/public-key, any kekd credential): the ECDSA P-256
 key inside the HSM that signs audit checkpoints and ceremony transcripts. Saves it to FILE
 (default kekd-audit.pub.pem) and prints its fingerprint. Record the fingerprint once, at
 kekd init, in the ceremony log; verify-transcript.sh --kekd-key FILE then checks transcripts
