@@ -15,25 +15,31 @@ constexpr Action kAllActions[] = {
 
 }  // namespace
 
-// These names are signed by operators and persisted: renaming one breaks every stored statement.
-std::string_view action_name(Action action) {
+std::optional<keys::LifecycleAction> lifecycle_action(Action action) {
+  using keys::LifecycleAction;
   switch (action) {
     case Action::kCreateKey:
-      return "create-key";
+      return LifecycleAction::kCreateKey;
     case Action::kRotateKey:
-      return "rotate-key";
+      return LifecycleAction::kRotateKey;
     case Action::kDisableVersion:
-      return "disable-version";
+      return LifecycleAction::kDisableVersion;
     case Action::kEnableVersion:
-      return "enable-version";
+      return LifecycleAction::kEnableVersion;
     case Action::kScheduleDestroyVersion:
-      return "schedule-destroy-version";
+      return LifecycleAction::kScheduleDestroyVersion;
     case Action::kCancelDestroyVersion:
-      return "cancel-destroy-version";
+      return LifecycleAction::kCancelDestroyVersion;
     case Action::kSetOperators:
-      return "set-operators";
+      return std::nullopt;
   }
-  return "invalid";
+  return std::nullopt;
+}
+
+// These names are signed by operators and persisted: renaming one breaks every stored statement.
+std::string_view action_name(Action action) {
+  std::optional<keys::LifecycleAction> key_action = lifecycle_action(action);
+  return key_action ? keys::action_name(*key_action) : std::string_view("set-operators");
 }
 
 std::optional<Action> parse_action(std::string_view name) {

@@ -9,26 +9,6 @@ namespace {
 
 using keys::LifecycleAction;
 
-std::optional<LifecycleAction> lifecycle_action(Action action) {
-  switch (action) {
-    case Action::kCreateKey:
-      return LifecycleAction::kCreateKey;
-    case Action::kRotateKey:
-      return LifecycleAction::kRotateKey;
-    case Action::kDisableVersion:
-      return LifecycleAction::kDisableVersion;
-    case Action::kEnableVersion:
-      return LifecycleAction::kEnableVersion;
-    case Action::kScheduleDestroyVersion:
-      return LifecycleAction::kScheduleDestroyVersion;
-    case Action::kCancelDestroyVersion:
-      return LifecycleAction::kCancelDestroyVersion;
-    case Action::kSetOperators:
-      return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 // The version a create-key or rotate-key ceremony made: the one recorded with its id.
 std::uint32_t version_made_by(const keys::KeyInfo& info, const std::string& ceremony_id) {
   for (const store::KeyVersionRecord& v : info.record.versions) {

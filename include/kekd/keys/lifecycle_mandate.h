@@ -35,7 +35,8 @@ enum class LifecycleAction {
   kCancelDestroyVersion,
 };
 
-// "create-key", "rotate-key", ... as written in ceremony statements.
+// "create-key", "rotate-key", ... as written in ceremony statements. Operators sign these names
+// and the store persists them (quorum::action_name uses this table): never rename one.
 std::string_view action_name(LifecycleAction action);
 
 class LifecycleMandate {

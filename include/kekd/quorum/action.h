@@ -5,6 +5,8 @@
 #include <optional>
 #include <string_view>
 
+#include "kekd/keys/lifecycle_mandate.h"
+
 namespace kekd::quorum {
 
 enum class Action {
@@ -17,8 +19,12 @@ enum class Action {
   kSetOperators,
 };
 
-// "create-key", "rotate-key", ..., "set-operators": as in statements and the API.
+// "create-key", "rotate-key", ..., "set-operators": as in statements and the API. The key
+// actions are named by the keys layer (keys::action_name), so the signed names exist once.
 std::string_view action_name(Action action);
+
+// The keyring's action for a key ceremony; std::nullopt for set-operators, which changes no key.
+std::optional<keys::LifecycleAction> lifecycle_action(Action action);
 std::optional<Action> parse_action(std::string_view name);
 
 // Which statement fields an action carries (docs/ceremony-formats.md, the table of lines).
