@@ -1,11 +1,10 @@
 #include "kekd/api/api.h"
 
-#include <botan/pem.h>
-
 #include <chrono>
 
 #include "errors.h"
 #include "kekd/common/time.h"
+#include "kekd/quorum/operator.h"
 #include "routes.h"
 
 namespace kekd::api {
@@ -40,10 +39,6 @@ bool matches(const std::vector<std::string>& pattern, const std::vector<std::str
   return true;
 }
 
-std::string pem_public_key(const Bytes& spki) {
-  return Botan::PEM_Code::encode(spki, "PUBLIC KEY");
-}
-
 Json key_json(const keys::KeyInfo& info) {
   Json versions = Json::array();
   for (const store::KeyVersionRecord& v : info.record.versions) {
@@ -67,12 +62,12 @@ void add_core_routes(std::vector<Route>& routes) {
                     [](const ApiServices&, Api::Context&) -> Result<HttpResponse> {
                       return json_response({{"status", "ok"}});
                     }});
-  routes.push_back(
-      {"GET", "/v1/ready", Access::kAnyone,
-       [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
-         Readiness r = s.readiness ? s.readiness() : Readiness{};
-         return json_response({{"ready", r.ready}, {"reasons", r.reasons}}, r.ready ? 200 : 503);
-       }});
+  routes.push_back({"GET", "/v1/ready", Access::kAnyone,
+                    [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
+                      Readiness r = s.readiness ? s.readiness() : Readiness{};
+                      return json_response({{"ready", r.ready}, {"reasons", r.reasons}},
+                                           r.ready ? 200 : http_status(Code::kUnavailable));
+                    }});
   routes.push_back({"GET", "/metrics", Access::kAnyone,
                     [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
                       return text_response(s.metrics->render(),
@@ -104,7 +99,7 @@ void add_core_routes(std::vector<Route>& routes) {
                     [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
                       KEKD_ASSIGN_OR_RETURN(Bytes spki,
                                             s.hsm->signing_public_key(s.signing_key_label));
-                      return text_response(pem_public_key(spki), "application/x-pem-file");
+                      return text_response(quorum::spki_pem(spki), "application/x-pem-file");
                     }});
 }
 

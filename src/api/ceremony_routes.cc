@@ -1,6 +1,5 @@
 // Operators, ceremonies, approvals and transcripts (DESIGN §5, §7; docs/ceremony-formats.md).
 #include <botan/base64.h>
-#include <botan/hash.h>
 
 #include "errors.h"
 #include "kekd/common/time.h"
@@ -121,12 +120,6 @@ Result<std::optional<CeremonyState>> state_filter(const Api::Context& c) {
                "state must be one of open, executed, cancelled, expired, failed");
 }
 
-std::string fingerprint(const Bytes& spki) {
-  auto sha256 = Botan::HashFunction::create_or_throw("SHA-256");
-  sha256->update(spki);
-  return "sha256:" + to_hex(sha256->final_stdvec());
-}
-
 }  // namespace
 
 void add_ceremony_routes(std::vector<Route>& routes) {
@@ -189,8 +182,8 @@ void add_ceremony_routes(std::vector<Route>& routes) {
        [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
          KEKD_ASSIGN_OR_RETURN(Ceremony ceremony, s.ceremonies->get(c.params[0]));
          KEKD_ASSIGN_OR_RETURN(Bytes spki, s.hsm->signing_public_key(s.signing_key_label));
-         KEKD_ASSIGN_OR_RETURN(std::string document,
-                               s.ceremonies->transcript_document(ceremony, fingerprint(spki)));
+         KEKD_ASSIGN_OR_RETURN(std::string document, s.ceremonies->transcript_document(
+                                                         ceremony, quorum::spki_fingerprint(spki)));
          KEKD_ASSIGN_OR_RETURN(
              Bytes signature,
              s.hsm->sign(s.signing_key_label,

@@ -104,13 +104,19 @@ Status validate_operator_name(std::string_view name) {
   return ok_status();
 }
 
-std::string Operator::pem() const { return Botan::PEM_Code::encode(spki_der, "PUBLIC KEY"); }
-
-std::string Operator::fingerprint() const {
+std::string spki_fingerprint(ByteView spki_der) {
   auto sha256 = Botan::HashFunction::create_or_throw("SHA-256");
   sha256->update(spki_der.data(), spki_der.size());
   return "sha256:" + to_hex(sha256->final_stdvec());
 }
+
+std::string spki_pem(ByteView spki_der) {
+  return Botan::PEM_Code::encode(spki_der.data(), spki_der.size(), "PUBLIC KEY");
+}
+
+std::string Operator::pem() const { return spki_pem(spki_der); }
+
+std::string Operator::fingerprint() const { return spki_fingerprint(spki_der); }
 
 Result<Operator> parse_operator(std::string name, std::string_view pem) {
   KEKD_RETURN_IF_ERROR(validate_operator_name(name));

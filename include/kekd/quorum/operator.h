@@ -48,6 +48,11 @@ struct Operator {
   bool operator==(const Operator&) const = default;
 };
 
+// Any public key's fingerprint ("sha256:<hex of SHA-256 of the DER SPKI>") and PEM form: what
+// operators compare, and what kekd publishes for its own audit key.
+std::string spki_fingerprint(ByteView spki_der);
+std::string spki_pem(ByteView spki_der);
+
 // An operator from a name and a PEM SubjectPublicKeyInfo. kInvalidArgument for a bad name, a
 // document that is not exactly one PEM public key, or a key that is not Ed25519 or ECDSA P-256.
 Result<Operator> parse_operator(std::string name, std::string_view pem);
