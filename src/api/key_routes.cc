@@ -84,23 +84,31 @@ Result<Json> wrap(keys::Keyring& keyring, const std::string& key, const Json& it
   return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_b64(w.ciphertext)}};
 }
 
-Result<Json> unwrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
-  KEKD_RETURN_IF_ERROR(check_members(item, {"ciphertext", "context"}));
-  KEKD_ASSIGN_OR_RETURN(std::string text, required_string(item, "ciphertext"));
-  Result<SecretBytes> ciphertext = decode_b64(text, "ciphertext");
-  if (!ciphertext.ok()) return keys::invalid_ciphertext();  // not base64: not a ciphertext
-  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, decode_context(item));
-  KEKD_ASSIGN_OR_RETURN(keys::Unwrapped u, keyring.unwrap(key, *ciphertext, context));
-  return Json{{"key", u.key}, {"version", u.version}, {"plaintext", encode_b64(u.plaintext)}};
-}
+// The body of unwrap and rewrap: a ciphertext and its context. Input that is not base64 is not a
+// ciphertext, and gets the one invalid_ciphertext error.
+struct CiphertextItem {
+  Bytes ciphertext;
+  keys::EncryptionContext context;
+};
 
-Result<Json> rewrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
+Result<CiphertextItem> decode_ciphertext_item(const Json& item) {
   KEKD_RETURN_IF_ERROR(check_members(item, {"ciphertext", "context"}));
   KEKD_ASSIGN_OR_RETURN(std::string text, required_string(item, "ciphertext"));
   Result<SecretBytes> ciphertext = decode_b64(text, "ciphertext");
   if (!ciphertext.ok()) return keys::invalid_ciphertext();
   KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, decode_context(item));
-  KEKD_ASSIGN_OR_RETURN(keys::Wrapped w, keyring.rewrap(key, *ciphertext, context));
+  return CiphertextItem{Bytes(ciphertext->begin(), ciphertext->end()), std::move(context)};
+}
+
+Result<Json> unwrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
+  KEKD_ASSIGN_OR_RETURN(CiphertextItem in, decode_ciphertext_item(item));
+  KEKD_ASSIGN_OR_RETURN(keys::Unwrapped u, keyring.unwrap(key, in.ciphertext, in.context));
+  return Json{{"key", u.key}, {"version", u.version}, {"plaintext", encode_b64(u.plaintext)}};
+}
+
+Result<Json> rewrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
+  KEKD_ASSIGN_OR_RETURN(CiphertextItem in, decode_ciphertext_item(item));
+  KEKD_ASSIGN_OR_RETURN(keys::Wrapped w, keyring.rewrap(key, in.ciphertext, in.context));
   return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_b64(w.ciphertext)}};
 }
 

@@ -95,23 +95,23 @@ Status MemoryHsm::generate_signing_key(std::string_view label) {
   return ok_status();
 }
 
-Result<Bytes> MemoryHsm::signing_public_key(std::string_view label) {
-  std::lock_guard lock(mu_);
+Result<std::unique_ptr<Botan::Private_Key>> MemoryHsm::signing_key(std::string_view label) {
   if (failure_) return *failure_;
   auto it = signing_keys_.find(label);
   if (it == signing_keys_.end()) return missing(label);
   Botan::DataSource_Memory source(it->second);
-  auto key = Botan::PKCS8::load_key(source);
+  return Botan::PKCS8::load_key(source);
+}
+
+Result<Bytes> MemoryHsm::signing_public_key(std::string_view label) {
+  std::lock_guard lock(mu_);
+  KEKD_ASSIGN_OR_RETURN(std::unique_ptr<Botan::Private_Key> key, signing_key(label));
   return Botan::X509::BER_encode(*key);
 }
 
 Result<Bytes> MemoryHsm::sign(std::string_view label, ByteView message) {
   std::lock_guard lock(mu_);
-  if (failure_) return *failure_;
-  auto it = signing_keys_.find(label);
-  if (it == signing_keys_.end()) return missing(label);
-  Botan::DataSource_Memory source(it->second);
-  auto key = Botan::PKCS8::load_key(source);
+  KEKD_ASSIGN_OR_RETURN(std::unique_ptr<Botan::Private_Key> key, signing_key(label));
   Botan::PK_Signer signer(*key, Botan::system_rng(), "EMSA1(SHA-256)", Botan::DER_SEQUENCE);
   return signer.sign_message(message.data(), message.size(), Botan::system_rng());
 }

@@ -2,7 +2,10 @@
 // works: tests/integration runs the same operations against SoftHSM.
 #pragma once
 
+#include <botan/pk_keys.h>
+
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -26,6 +29,9 @@ class MemoryHsm final : public hsm::Hsm {
   void fail_with(std::optional<Error> error);
 
  private:
+  // The signing key under label (call with mu_ held).
+  Result<std::unique_ptr<Botan::Private_Key>> signing_key(std::string_view label);
+
   std::mutex mu_;
   std::map<std::string, SecretBytes, std::less<>> keks_;
   std::map<std::string, SecretBytes, std::less<>> signing_keys_;  // PKCS#8 DER
