@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import signal
-import socket
+import re
 import subprocess
 import tempfile
 import time
@@ -22,12 +22,6 @@ KEKD_BIN = os.environ.get("KEKD_BIN", os.path.join(SOURCE_DIR, "build", "kekd"))
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 CEREMONY = os.path.join(SOURCE_DIR, "scripts", "ceremony")
 PKCS11_HELPER = os.path.join(SOURCE_DIR, "tests", "integration", "pkcs11_helper.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, env=None, check=True, input=None):
@@ -52,8 +46,10 @@ class Deployment:
 
     def __init__(self, operators=("alice", "bob", "carol"), ecdsa=(), threshold=2, ttl="24h", extra_toml=""):
         self.dir = tempfile.mkdtemp(prefix="kekd-e2e-")
-        self.port = free_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
+        # kekd listens on port 0 and the port is read from its log after each start: picking a free
+        # port here and handing it over would race with every other test running in parallel.
+        self.port = None
+        self.addr = None
         self.proc = None
         self.log_path = os.path.join(self.dir, "kekd.log")
         run(["bash", os.path.join(SOURCE_DIR, "scripts", "softhsm-token.sh"), os.path.join(self.dir, "token"), "kekd"])
@@ -69,7 +65,7 @@ class Deployment:
                 f.write(f'[[operator]]\nname = "{name}"\npublic_key = "operators/{name}.pub.pem"\n\n')
         with open(os.path.join(self.dir, "kekd.toml"), "w") as f:
             f.write(f"""[server]
-listen = "127.0.0.1:{self.port}"
+listen = "127.0.0.1:0"
 [hsm]
 module = "{SOFTHSM}"
 token_label = "kekd"
@@ -104,6 +100,7 @@ level = "debug"
     # --- the daemon ---------------------------------------------------------------------------
     def start(self, env_extra=None, wait=True):
         env = dict(self.env, **(env_extra or {}))
+        self.log_start = len(self.read_log()) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([KEKD_BIN, "serve", "--config", os.path.join(self.dir, "kekd.toml")],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -111,7 +108,23 @@ level = "debug"
             self.wait_ready()
         return self
 
+    def wait_listening(self, timeout=15):
+        """Waits for this start's "serving on" line and takes the port from it."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kekd exited with {self.proc.returncode}:\n{self.read_log()}")
+            found = re.findall(r"serving on (https?)://127\.0\.0\.1:(\d+)", self.read_log()[self.log_start:])
+            if found:
+                scheme, port = found[-1]
+                self.port = int(port)
+                self.addr = f"{scheme}://127.0.0.1:{self.port}"
+                return
+            time.sleep(0.05)
+        raise AssertionError("kekd did not start listening:\n" + self.read_log())
+
     def wait_ready(self, timeout=15):
+        self.wait_listening(timeout)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -107,12 +107,9 @@ class Daemon(E2ETest):
         with open(config, "w") as f:
             f.write(text.replace("[server]\n", f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'))
         d.start(wait=False)
+        d.wait_listening()
         url = f"https://127.0.0.1:{d.port}/v1/health"
-        for _ in range(100):
-            ok = run(["curl", "-fsS", "--cacert", cert, url], check=False)
-            if ok.returncode == 0:
-                break
-            time.sleep(0.1)
+        ok = run(["curl", "-fsS", "--max-time", "10", "--cacert", cert, url], check=False)
         self.assertEqual(json.loads(ok.stdout), {"status": "ok"}, d.read_log())
         plain = run(["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{d.port}/v1/health"], check=False)
         self.assertNotEqual(plain.returncode, 0)
