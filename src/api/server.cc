@@ -88,28 +88,36 @@ class Session {
 
   // Waits, up to the idle timeout, for the next request to begin; then reads it whole within the
   // read timeout. Two timeouts: an idle keep-alive connection may wait long, a request that has
-  // started must arrive quickly (slow senders are cut off).
+  // started must arrive quickly (slow senders are cut off). Over TLS the wait cannot watch the
+  // socket (see below), and the idle timeout bounds the whole read.
   void do_read() {
     if (state_->stopping) {
       return derived().do_close();
     }
     if (buffer_.size() > 0) {
-      return read_request();  // a pipelined request is already here
+      return read_request(state_->options.read_timeout);  // a pipelined request is already here
     }
-    auto& socket = beast::get_lowest_layer(derived().stream()).socket();
-    beast::get_lowest_layer(derived().stream()).expires_after(state_->options.idle_timeout);
-    socket.async_wait(tcp::socket::wait_read,
-                      [self = derived().shared_from_this()](beast::error_code ec) {
-                        if (ec) return self->do_close();
-                        self->read_request();
-                      });
+    if constexpr (!Derived::kCanWaitOnSocket) {
+      // TLS: the next request may already sit decrypted-or-not in the SSL stream's own buffers
+      // (a client often sends it in the same segment as its last handshake message), so the socket
+      // need never become readable again. Read at once, bounded by the idle timeout.
+      return read_request(state_->options.idle_timeout);
+    } else {
+      auto& socket = beast::get_lowest_layer(derived().stream()).socket();
+      beast::get_lowest_layer(derived().stream()).expires_after(state_->options.idle_timeout);
+      socket.async_wait(tcp::socket::wait_read,
+                        [self = derived().shared_from_this()](beast::error_code ec) {
+                          if (ec) return self->do_close();
+                          self->read_request(self->state_->options.read_timeout);
+                        });
+    }
   }
 
-  void read_request() {
+  void read_request(std::chrono::milliseconds timeout) {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
     parser_->body_limit(state_->options.body_limit);
-    beast::get_lowest_layer(derived().stream()).expires_after(state_->options.read_timeout);
+    beast::get_lowest_layer(derived().stream()).expires_after(timeout);
     http::async_read(derived().stream(), buffer_, *parser_,
                      [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_read(ec);
@@ -214,6 +222,7 @@ class Session {
 class PlainSession : public Session<PlainSession>,
                      public std::enable_shared_from_this<PlainSession> {
  public:
+  static constexpr bool kCanWaitOnSocket = true;
   PlainSession(tcp::socket&& socket, std::shared_ptr<State> state)
       : Session(std::move(state), beast::flat_buffer()), stream_(std::move(socket)) {}
   void run() { do_read(); }
@@ -253,6 +262,7 @@ class PlainSession : public Session<PlainSession>,
 
 class TlsSession : public Session<TlsSession>, public std::enable_shared_from_this<TlsSession> {
  public:
+  static constexpr bool kCanWaitOnSocket = false;
   TlsSession(tcp::socket&& socket, ssl::context& ctx, std::shared_ptr<State> state)
       : Session(std::move(state), beast::flat_buffer()), stream_(std::move(socket), ctx) {}
 
