@@ -45,7 +45,9 @@ HttpResponse error_response(const Error& error, const std::string& request_id) {
                           {{"code", std::string(code_name(error.code()))},
                            {"message", message},
                            {"request_id", request_id}}}};
-  response.body = body.dump();
+  // A message may quote the request (a path, a key name) and so hold bytes that are not UTF-8:
+  // replace them rather than throw, or the client would get a 500 for its own bad input.
+  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return response;
 }
 

@@ -5,11 +5,45 @@ namespace {
 
 Error bad(std::string message) { return Error(Code::kInvalidArgument, std::move(message)); }
 
+// nlohmann parses iteratively but serialises recursively (dump()): a body of a few hundred
+// thousand nested arrays parses fine and then overflows the stack when a handler dumps part of it.
+// No request body of this API nests deeper than a few levels.
+constexpr int kMaxDepth = 32;
+
+bool too_deep(std::string_view body) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 Result<Json> parse_object(std::string_view body, std::initializer_list<std::string_view> allowed) {
+  // Checked before parsing, so that a hostile body is never built into a deep tree at all.
+  if (too_deep(body)) {
+    return bad("request body nests deeper than " + std::to_string(kMaxDepth) + " levels");
+  }
   Json value = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) {
+  // nlohmann stops at a NUL byte as if the input ended there, so '{}\0garbage' would parse as {}.
+  // JSON text never holds a raw NUL (not even inside a string), so such a body is malformed.
+  if (value.is_discarded() || body.find('\0') != std::string_view::npos) {
     return bad("request body is not valid JSON");
   }
   if (!value.is_object()) {

@@ -1,0 +1,18 @@
+// Metrics: made-up request methods share one series, so a client cannot grow the metrics.
+#include <doctest/doctest.h>
+
+#include "kekd/api/metrics.h"
+
+using kekd::api::Metrics;
+
+TEST_CASE("MetricsFoldUnknownMethodsIntoOther") {
+  Metrics metrics;
+  metrics.observe_request("/v1/health", "GET", 200, 0.001);
+  for (int i = 0; i < 100; ++i) {
+    metrics.observe_request("(none)", "X" + std::to_string(i), 405, 0.001);
+  }
+  std::string text = metrics.render();
+  CHECK(text.find("method=\"GET\"") != std::string::npos);
+  CHECK(text.find("route=\"(none)\",method=\"other\",status=\"405\"} 100") != std::string::npos);
+  CHECK(text.find("X42") == std::string::npos);
+}
