@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -103,10 +104,20 @@ class Session {
       // need never become readable again. Read at once, bounded by the idle timeout.
       return read_request(state_->options.idle_timeout);
     } else {
+      // tcp_stream's own timer covers only its own operations, not a wait on the raw socket, so
+      // the idle timeout has a timer of its own, on the connection's strand, that cancels the wait.
       auto& socket = beast::get_lowest_layer(derived().stream()).socket();
-      beast::get_lowest_layer(derived().stream()).expires_after(state_->options.idle_timeout);
+      auto idle = std::make_shared<net::steady_timer>(socket.get_executor());
+      idle->expires_after(state_->options.idle_timeout);
+      idle->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
+        if (!ec) {
+          beast::error_code ignored;
+          beast::get_lowest_layer(self->derived().stream()).socket().cancel(ignored);
+        }
+      });
       socket.async_wait(tcp::socket::wait_read,
-                        [self = derived().shared_from_this()](beast::error_code ec) {
+                        [self = derived().shared_from_this(), idle](beast::error_code ec) {
+                          idle->cancel();
                           if (ec) return self->do_close();
                           self->read_request(self->state_->options.read_timeout);
                         });

@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import socket
 import signal
 import sys
 import threading
@@ -115,6 +116,39 @@ class Daemon(E2ETest):
         self.assertNotEqual(plain.returncode, 0)
         untrusted = run(["curl", "-sS", "--max-time", "5", url], check=False)  # no CA: refused
         self.assertNotEqual(untrusted.returncode, 0)
+        self.assertEqual(d.stop(), 0)
+
+    def test_idle_and_slow_connections_are_closed_by_their_timeouts(self):
+        d = self.deployment()
+        config = os.path.join(d.dir, "kekd.toml")
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("[server]\n", '[server]\nidle_timeout = "1s"\nread_timeout = "1s"\n'))
+        d.start()
+
+        def closed_within(sock, seconds):
+            sock.settimeout(seconds)
+            try:
+                while sock.recv(4096):
+                    pass
+                return True
+            except socket.timeout:
+                return False
+            finally:
+                sock.close()
+
+        never_used = socket.create_connection(("127.0.0.1", d.port))
+        used = socket.create_connection(("127.0.0.1", d.port))
+        used.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", used.recv(4096))
+        slow = socket.create_connection(("127.0.0.1", d.port))
+        slow.sendall(b"GET /v1/health HTTP/1.1\r\nHo")  # and never the rest
+        started = time.monotonic()
+        for name, sock in (("never used", never_used), ("idle keep-alive", used), ("slow headers", slow)):
+            self.assertTrue(closed_within(sock, 5), name)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(d.get("/v1/health").status, 200)
         self.assertEqual(d.stop(), 0)
 
     def test_init_refuses_an_initialised_token(self):
