@@ -19,6 +19,7 @@ import urllib.request
 
 SOURCE_DIR = os.environ.get("KEKD_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 KEKD_BIN = os.environ.get("KEKD_BIN", os.path.join(SOURCE_DIR, "build", "kekd"))
+KEKCTL_BIN = os.environ.get("KEKCTL_BIN", os.path.join(SOURCE_DIR, "build", "kekctl"))
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 CEREMONY = os.path.join(SOURCE_DIR, "scripts", "ceremony")
 PKCS11_HELPER = os.path.join(SOURCE_DIR, "tests", "integration", "pkcs11_helper.py")
@@ -207,6 +208,26 @@ level = "debug"
         for name in approvers:
             self.script("approve.sh", ceremony_id, name, self.sign(statement, name))
         return ceremony_id
+
+    # --- kekctl -----------------------------------------------------------------------------------
+    def kekctl(self, *args, token=None, env_extra=None, input=None, check=True):
+        """Runs kekctl against this deployment with the admin token unless told otherwise.
+
+        env_extra values of None remove a variable; bytes as input are sent as they are (stdout and
+        stderr are still returned as text)."""
+        env = dict(self.env, KEKD_ADDR=self.addr, KEKD_TOKEN=token or self.admin_token)
+        for name, value in (env_extra or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        if not isinstance(input, bytes):
+            return run([KEKCTL_BIN, *args], env=env, check=check, input=input)
+        result = subprocess.run([KEKCTL_BIN, *args], env=env, input=input, capture_output=True, timeout=120)
+        result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+        if check and result.returncode != 0:
+            raise AssertionError(f"kekctl {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
 
     def client(self, grants):
         """Creates an application client with these grants; returns its bearer token."""
