@@ -3,19 +3,31 @@
 #   a SoftHSM token, three demo operators (Ed25519 keys made by openssl), kekd init with a 2-of-3
 #   quorum, kekd serve on 127.0.0.1:8200, and a create-key ceremony for the key "demo" signed by
 #   two of the operators through scripts/ceremony/. kekd stays in the foreground: Ctrl-C stops it.
-# Running it again reuses ./var/ (same token, operators, admin credential, keys).
+#   Then it creates a demo application client with every operation on "demo" and prints
+#   ready-to-paste curl and kekctl commands that use it.
+# Running it again reuses ./var/ (same token, operators, admin credential, keys, demo client).
+#
+# For the end-to-end test of this script (tests/e2e/test_dev_script.py) three variables override
+# the defaults: KEKD_DEV_VAR (the state directory), KEKD_DEV_PORT (the port) and KEKD_DEV_BUILD (an
+# existing build directory holding kekd and kekctl: nothing is installed or built).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-var="$root/var"
-build="$root/build-dev"
-addr="http://127.0.0.1:8200"
+var="${KEKD_DEV_VAR:-$root/var}"
+port="${KEKD_DEV_PORT:-8200}"
+addr="http://127.0.0.1:$port"
 ceremony="$root/scripts/ceremony"
 
-bash "$root/scripts/install-deps.sh"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEKD_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" --parallel "$(nproc)" --target kekd
+if [ -n "${KEKD_DEV_BUILD:-}" ]; then
+  build="$KEKD_DEV_BUILD"
+else
+  build="$root/build-dev"
+  bash "$root/scripts/install-deps.sh"
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEKD_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build" --parallel "$(nproc)" --target kekd kekctl
+fi
 kekd="$build/kekd"
+kekctl="$build/kekctl"
 
 mkdir -p "$var"
 chmod 700 "$var"
@@ -34,7 +46,7 @@ if [ ! -f "$var/admin.token" ]; then
   cat >"$var/kekd.toml" <<TOML
 # Development configuration made by scripts/dev.sh; every key: hsm-config/kekd.example.toml
 [server]
-listen = "127.0.0.1:8200"
+listen = "127.0.0.1:$port"
 
 [hsm]
 module = "/usr/lib/softhsm/libsofthsm2.so"
@@ -59,12 +71,18 @@ fi
 
 "$kekd" serve --config "$var/kekd.toml" &
 kekd_pid=$!
-trap 'kill -TERM "$kekd_pid" 2>/dev/null || true; wait "$kekd_pid" || true' INT TERM
+trap 'kill -TERM "$kekd_pid" 2>/dev/null || true; code=0; wait "$kekd_pid" || code=$?; exit $code' INT TERM
+ready=no
 for _ in $(seq 1 100); do
-  curl -fsS "$addr/v1/ready" >/dev/null 2>&1 && break
+  curl -fsS "$addr/v1/ready" >/dev/null 2>&1 && { ready=yes; break; }
   kill -0 "$kekd_pid" 2>/dev/null || { echo "kekd exited; see the messages above" >&2; exit 1; }
   sleep 0.1
 done
+if [ "$ready" != yes ]; then
+  echo "kekd is not ready on $addr after 10 s (its listen address is in $var/kekd.toml)" >&2
+  kill -TERM "$kekd_pid" 2>/dev/null || true
+  exit 1
+fi
 
 export KEKD_ADDR="$addr"
 KEKD_TOKEN=$(cat "$var/admin.token")
@@ -104,6 +122,34 @@ Try, in another shell:
   curl -s \$KEKD_ADDR/metrics | head
 
 A walkthrough of ceremonies: docs/ceremony.md
+TEXT
+
+# The demo application client: what an application would hold. Its credential is kept in a 0600
+# file and reused on the next run, unless it no longer authenticates (deleted by hand).
+client_file="$var/demo-client.token"
+if [ ! -f "$client_file" ] || ! curl -fsS -H "Authorization: Bearer $(cat "$client_file")" \
+  "$addr/v1/keys/demo" >/dev/null 2>&1; then
+  (umask 077 && curl -fsS -H "Authorization: Bearer $KEKD_TOKEN" \
+    -d '{"grants":[{"key":"demo","operations":["datakey","wrap","unwrap","rewrap","describe"]}]}' \
+    "$addr/v1/clients" | jq -r .token >"$client_file")
+fi
+
+# Everything between the two marker lines is pasted as is by tests/e2e/test_dev_script.py.
+cat <<TEXT
+
+As the demo application (a client granted datakey, wrap, unwrap, rewrap and describe on "demo"):
+
+# --- try as the demo application ---
+export KEKD_ADDR=$addr KEKD_TOKEN=\$(cat $client_file)
+dk=\$(curl -s -H "Authorization: Bearer \$KEKD_TOKEN" -d '{"bytes":32,"context":{"tenant":"acme"}}' \$KEKD_ADDR/v1/keys/demo/datakey)
+echo "\$dk" | jq .
+curl -s -H "Authorization: Bearer \$KEKD_TOKEN" -d "\$(echo "\$dk" | jq '{ciphertext, context: {tenant: "acme"}}')" \$KEKD_ADDR/v1/keys/demo/unwrap | jq .
+$kekctl datakey demo --context tenant=acme
+$kekctl seal --key demo --context tenant=acme $root/README.md $var/demo-readme.sealed
+$kekctl open --context tenant=acme $var/demo-readme.sealed $var/demo-readme.opened && cmp $root/README.md $var/demo-readme.opened && echo "sealed and opened: identical"
+# --- end ---
+
+kekctl reference: docs/kekctl.md; the whole API: docs/api.md
 TEXT
 
 wait "$kekd_pid"
