@@ -13,7 +13,7 @@ PACKAGES=(
   # the development and test token
   softhsm2
   # tests and independent oracles
-  doctest-dev opensc openssl python3-pykcs11 sqlite3 curl jq
+  doctest-dev opensc openssl python3-pykcs11 python3-cryptography python3-yaml sqlite3 curl jq
   # KMS compatibility tests, benchmark load generator
   awscli python3-boto3 wrk
 )

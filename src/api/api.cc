@@ -201,6 +201,10 @@ HttpResponse Api::handle(const HttpRequest& request) {
     return found->route.handler(services_, context);
   }();
 
+  if (!result.ok() && (result.error().code() == Code::kUnauthenticated ||
+                       result.error().code() == Code::kPermissionDenied)) {
+    services_.metrics->observe_auth_failure(code_name(result.error().code()));
+  }
   HttpResponse response =
       result.ok() ? std::move(*result) : error_response(result.error(), request.request_id);
   if (!result.ok() && result.error().code() == Code::kMethodNotAllowed) {

@@ -30,6 +30,13 @@ bool valid_pattern(std::string_view p) {
 
 }  // namespace
 
+std::string_view operation_name(Operation operation) {
+  for (const Named& n : kOperations) {
+    if (n.op == operation) return n.name;
+  }
+  return "unknown";
+}
+
 bool pattern_matches(std::string_view pattern, std::string_view key) {
   // Iterative glob with '*' only: remember the last star and backtrack to it on a mismatch.
   std::size_t p = 0, k = 0, star = std::string_view::npos, mark = 0;

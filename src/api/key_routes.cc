@@ -127,9 +127,15 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
     // Each item's members are checked by fn; here only what a body of any operation may hold.
     KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"items", "bytes", "context",
                                                                    "plaintext", "ciphertext"}));
+    const std::string_view name = operation_name(operation);
+    auto run = [&](const Json& item) {
+      Result<Json> r = fn(*s.keyring, key, item);
+      s.metrics->observe_key_operation(name, r.ok() ? "ok" : code_name(r.error().code()));
+      return r;
+    };
     auto items = body.find("items");
     if (items == body.end()) {
-      KEKD_ASSIGN_OR_RETURN(Json result, fn(*s.keyring, key, body));
+      KEKD_ASSIGN_OR_RETURN(Json result, run(body));
       return json_response(result);
     }
     if (body.size() != 1) return bad("a batch body has only 'items'");
@@ -139,7 +145,7 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
     }
     Json results = Json::array();
     for (const Json& item : *items) {
-      Result<Json> r = fn(*s.keyring, key, item);
+      Result<Json> r = run(item);
       if (r.ok()) {
         results.push_back(std::move(*r));
       } else {

@@ -33,6 +33,16 @@ void Metrics::observe_hsm(const std::string& operation, bool ok) {
   hsm_[{operation, ok}]++;
 }
 
+void Metrics::observe_key_operation(std::string_view operation, std::string_view outcome) {
+  std::lock_guard lock(mu_);
+  key_operations_[{std::string(operation), std::string(outcome)}]++;
+}
+
+void Metrics::observe_auth_failure(std::string_view reason) {
+  std::lock_guard lock(mu_);
+  auth_failures_[std::string(reason)]++;
+}
+
 void Metrics::add_gauge(std::string name, std::string help, std::function<double()> read) {
   std::lock_guard lock(mu_);
   gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read)});
@@ -66,6 +76,21 @@ std::string Metrics::render() const {
   for (const auto& [key, n] : hsm_) {
     out << "kekd_hsm_operations_total{operation=\"" << key.first << "\",outcome=\""
         << (key.second ? "ok" : "error") << "\"} " << n << "\n";
+  }
+  out << "# HELP kekd_key_operations_total Key operations (each batch item counts) by operation "
+         "and outcome (ok, or the error code).\n"
+      << "# TYPE kekd_key_operations_total counter\n";
+  for (const auto& [key, n] : key_operations_) {
+    out << "kekd_key_operations_total{operation=\"" << key.first << "\",outcome=\"" << key.second
+        << "\"} " << n << "\n";
+  }
+  out << "# HELP kekd_auth_failures_total Requests refused for bad credentials (unauthenticated) "
+         "or a missing grant (permission_denied).\n"
+      << "# TYPE kekd_auth_failures_total counter\n";
+  for (const char* reason : {"unauthenticated", "permission_denied"}) {
+    auto found = auth_failures_.find(std::string_view(reason));
+    out << "kekd_auth_failures_total{reason=\"" << reason << "\"} "
+        << (found == auth_failures_.end() ? 0 : found->second) << "\n";
   }
   for (const Gauge& g : gauges_) {
     out << "# HELP " << g.name << " " << g.help << "\n# TYPE " << g.name << " gauge\n"

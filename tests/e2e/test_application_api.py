@@ -1,11 +1,14 @@
 """The application API over HTTP: data keys, wrap, unwrap, rewrap, batches, clients and grants."""
 import base64
 import os
+import re
 import sys
 import unittest
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(__file__))
-from kekd_e2e import E2ETest, PKCS11_HELPER, SOFTHSM, run  # noqa: E402
+from kekd_e2e import E2ETest, PKCS11_HELPER, SOFTHSM, SOURCE_DIR, run  # noqa: E402
 
 ALL = ["datakey", "wrap", "unwrap", "rewrap", "describe"]
 CONTEXT = {"tenant": "acme", "purpose": "card"}
@@ -55,6 +58,34 @@ class ApplicationApi(E2ETest):
         tampered = self.op("unwrap", {"ciphertext": b64(bytes(raw)), "context": CONTEXT})
         self.assertError(tampered, 400, "invalid_ciphertext")
         self.assertEqual(wrong.json()["error"]["message"], tampered.json()["error"]["message"])
+
+    def metric(self, name, labels):
+        text = self.d.get("/metrics").body
+        found = re.search(re.escape(name + "{" + labels + "}") + r" (\d+)", text)
+        return int(found.group(1)) if found else 0
+
+    def test_failed_unwraps_and_auth_failures_are_counted(self):
+        failed = 'operation="unwrap",outcome="invalid_ciphertext"'
+        before = (self.metric("kekd_key_operations_total", failed),
+                  self.metric("kekd_auth_failures_total", 'reason="unauthenticated"'),
+                  self.metric("kekd_auth_failures_total", 'reason="permission_denied"'))
+        w = self.op("wrap", {"plaintext": b64(b"k" * 32), "context": CONTEXT}).json()
+        self.op("unwrap", {"ciphertext": w["ciphertext"], "context": {"tenant": "other"}})
+        self.op("unwrap", {"items": [{"ciphertext": "AAAA"}, {"ciphertext": w["ciphertext"], "context": CONTEXT}]})
+        self.op("unwrap", {"ciphertext": w["ciphertext"]}, token="cli_nobody.secret")
+        self.op("unwrap", {"ciphertext": w["ciphertext"]}, key="payments")
+        after = (self.metric("kekd_key_operations_total", failed),
+                 self.metric("kekd_auth_failures_total", 'reason="unauthenticated"'),
+                 self.metric("kekd_auth_failures_total", 'reason="permission_denied"'))
+        self.assertEqual([a - b for a, b in zip(after, before)], [2, 1, 1])
+        # the alert rules of docs/operations.md parse and name only metrics that kekd exports
+        with open(os.path.join(SOURCE_DIR, "docs", "operations.md")) as f:
+            doc = f.read()
+        rules = yaml.safe_load(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
+        exported = set(re.findall(r"^# TYPE (\w+)", self.d.get("/metrics").body, re.M))
+        for rule in rules["groups"][0]["rules"]:
+            for name in re.findall(r"\bkekd_\w+", rule["expr"]):
+                self.assertIn(name, exported, rule["alert"])
 
     def test_http_ciphertext_unwraps_with_independent_pkcs11_client(self):
         dek = os.urandom(32)

@@ -34,6 +34,9 @@ struct Grant {
 Result<std::vector<Grant>> parse_grants(std::string_view json);
 std::string grants_to_json(const std::vector<Grant>& grants);
 
+// "datakey", "wrap", ...: the name used in grants, metrics and the audit log.
+std::string_view operation_name(Operation operation);
+
 bool allows(const std::vector<Grant>& grants, std::string_view key, Operation operation);
 bool pattern_matches(std::string_view pattern, std::string_view key);
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -18,6 +19,13 @@ class Metrics {
   void observe_request(const std::string& route, const std::string& method, int status,
                        double seconds);
   void observe_hsm(const std::string& operation, bool ok);
+  // One key operation (each batch item counts): "ok" or the error code's name. Failed unwraps
+  // (invalid_ciphertext: tampered, foreign or wrong-context ciphertexts) are what an alert on
+  // decryption failures watches (docs/operations.md).
+  void observe_key_operation(std::string_view operation, std::string_view outcome);
+  // A request refused for its credential (unauthenticated) or for a missing grant or admin
+  // right (permission_denied).
+  void observe_auth_failure(std::string_view reason);
   void add_gauge(std::string name, std::string help, std::function<double()> read);
 
   std::string render() const;
@@ -39,6 +47,8 @@ class Metrics {
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
   std::map<std::string, Histogram> latency_;
   std::map<std::pair<std::string, bool>, std::uint64_t> hsm_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t, std::less<>> key_operations_;
+  std::map<std::string, std::uint64_t, std::less<>> auth_failures_;
   std::vector<Gauge> gauges_;
 };
 

@@ -16,3 +16,20 @@ TEST_CASE("MetricsFoldUnknownMethodsIntoOther") {
   CHECK(text.find("route=\"(none)\",method=\"other\",status=\"405\"} 100") != std::string::npos);
   CHECK(text.find("X42") == std::string::npos);
 }
+
+TEST_CASE("MetricsCountKeyOperationsByOutcomeAndAuthFailures") {
+  Metrics metrics;
+  CHECK(metrics.render().find("kekd_auth_failures_total{reason=\"unauthenticated\"} 0") !=
+        std::string::npos);
+  metrics.observe_key_operation("unwrap", "ok");
+  metrics.observe_key_operation("unwrap", "invalid_ciphertext");
+  metrics.observe_key_operation("unwrap", "invalid_ciphertext");
+  metrics.observe_auth_failure("permission_denied");
+  std::string text = metrics.render();
+  CHECK(text.find(
+            "kekd_key_operations_total{operation=\"unwrap\",outcome=\"invalid_ciphertext\"} 2") !=
+        std::string::npos);
+  CHECK(text.find("kekd_key_operations_total{operation=\"unwrap\",outcome=\"ok\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("kekd_auth_failures_total{reason=\"permission_denied\"} 1") != std::string::npos);
+}
