@@ -1,12 +1,10 @@
 #include "connection.h"
 
 #include <botan/mem_ops.h>
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
+
+#include "output.h"
 
 namespace kekd::cli {
 namespace {
@@ -15,32 +13,7 @@ namespace {
 constexpr std::size_t kMaxTokenFile = 4096;
 
 Result<SecretBytes> read_token_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Error(Code::kInvalidArgument,
-                 "cannot read the token file " + path + ": " + std::strerror(errno));
-  }
-  SecretBytes token(kMaxTokenFile + 1);
-  std::size_t size = 0;
-  while (size < token.size()) {
-    ssize_t n = ::read(fd, token.data() + size, token.size() - size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Error(Code::kInvalidArgument,
-                   "cannot read the token file " + path + ": " + std::strerror(err));
-    }
-    if (n == 0) break;
-    size += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  if (size > kMaxTokenFile) {
-    return Error(Code::kInvalidArgument,
-                 "the token file " + path + " is too large to hold a token");
-  }
-  token.resize(size);
-  return token;
+  return read_input(path, kMaxTokenFile, "the token file");
 }
 
 // Files written by editors and `echo` end with a newline; the token itself has no white space.

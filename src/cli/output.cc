@@ -12,13 +12,9 @@
 #include <iostream>
 
 namespace kekd::cli {
-namespace {
-
-Error io_error(const std::string& what, const std::string& path, int err) {
+Error file_error(const std::string& what, const std::string& path, int err) {
   return Error(Code::kInvalidArgument, "cannot " + what + " " + path + ": " + std::strerror(err));
 }
-
-}  // namespace
 
 Result<SecretBytes> take_plaintext(nlohmann::json& answer) {
   auto member = answer.find("plaintext");
@@ -46,10 +42,12 @@ Status print_json(const nlohmann::json& value) {
   return ok_status();
 }
 
-Result<SecretBytes> read_input(const std::string& path, std::size_t limit) {
+Result<SecretBytes> read_input(const std::string& path, std::size_t limit,
+                               const std::string& label) {
   bool is_stdin = path == "-";
+  std::string name = is_stdin ? std::string("stdin") : label.empty() ? path : label + " " + path;
   int fd = is_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error("read", path, errno);
+  if (fd < 0) return file_error("read", name, errno);
   SecretBytes data(limit + 1);
   std::size_t size = 0;
   int err = 0;
@@ -61,8 +59,7 @@ Result<SecretBytes> read_input(const std::string& path, std::size_t limit) {
     size += static_cast<std::size_t>(n);
   }
   if (!is_stdin) ::close(fd);
-  std::string name = is_stdin ? std::string("stdin") : path;
-  if (err != 0) return io_error("read", name, err);
+  if (err != 0) return file_error("read", name, err);
   if (size > limit) {
     return Error(Code::kInvalidArgument,
                  name + " holds more than " + std::to_string(limit) + " bytes");
@@ -73,12 +70,12 @@ Result<SecretBytes> read_input(const std::string& path, std::size_t limit) {
 
 Status write_private_file(const std::string& path, ByteView bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("create", path, errno);
+  if (fd < 0) return file_error("create", path, errno);
   // open(2) keeps the mode of a file that exists already.
   if (::fchmod(fd, 0600) != 0) {
     int err = errno;
     ::close(fd);
-    return io_error("set the mode of", path, err);
+    return file_error("set the mode of", path, err);
   }
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -88,14 +85,14 @@ Status write_private_file(const std::string& path, ByteView bytes) {
       int err = errno;
       ::close(fd);
       ::unlink(path.c_str());
-      return io_error("write", path, err);
+      return file_error("write", path, err);
     }
     done += static_cast<std::size_t>(n);
   }
   if (::close(fd) != 0) {
     int err = errno;
     ::unlink(path.c_str());
-    return io_error("write", path, err);
+    return file_error("write", path, err);
   }
   return ok_status();
 }

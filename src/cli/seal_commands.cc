@@ -31,10 +31,6 @@ using Json = nlohmann::json;
 // Files smaller than this finish before a bar is worth drawing.
 constexpr std::uint64_t kProgressThreshold = 8ull * 1024 * 1024;
 
-Error file_error(const std::string& what, const std::string& path, int err) {
-  return Error(Code::kInvalidArgument, "cannot " + what + " " + path + ": " + std::strerror(err));
-}
-
 // The data key out of kekd's answer (datakey or unwrap), in zeroizing memory.
 Result<SecretBytes> take_data_key(Json& answer) {
   KEKD_ASSIGN_OR_RETURN(SecretBytes key, take_plaintext(answer));

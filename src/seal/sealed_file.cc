@@ -166,8 +166,6 @@ namespace {
 Status process_chunks(std::istream& in, std::ostream& out, const SealedHeader& header,
                       const SecretBytes& data_key, Botan::Cipher_Dir direction,
                       const Progress& progress) {
-  KEKD_RETURN_IF_ERROR(check_data_key(data_key));
-  KEKD_RETURN_IF_ERROR(check_header(header));
   const Bytes aad = encode_header(header);
   auto mode = gcm(data_key, direction);
   const bool opening = direction == Botan::DECRYPTION;
@@ -223,6 +221,8 @@ Status seal_stream(std::istream& in, std::ostream& out, const SealedHeader& head
 
 Status open_stream(std::istream& in, std::ostream& out, const SealedHeader& header,
                    const SecretBytes& data_key, const Progress& progress) {
+  KEKD_RETURN_IF_ERROR(check_data_key(data_key));
+  KEKD_RETURN_IF_ERROR(check_header(header));
   return process_chunks(in, out, header, data_key, Botan::DECRYPTION, progress);
 }
 
