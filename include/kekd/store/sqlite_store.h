@@ -3,14 +3,15 @@
 // Schema versions live in PRAGMA user_version; open() applies every forward migration the file
 // has not seen yet, each in its own transaction, and refuses a file written by a newer kekd.
 // Several processes may open the same file (WAL + busy timeout); within a process one connection
-// is shared behind a mutex. One file holds every kind of record (keys, the quorum, clients), so a
-// backup is one file and a transaction can span them.
+// is shared behind a mutex. One file holds every kind of record (keys, the quorum, clients, audit),
+// so a backup is one file and a transaction can span them.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "kekd/store/audit_store.h"
 #include "kekd/store/ceremony_store.h"
 #include "kekd/store/client_store.h"
 #include "kekd/store/metadata_store.h"
@@ -19,7 +20,10 @@ struct sqlite3;
 
 namespace kekd::store {
 
-class SqliteStore final : public MetadataStore, public CeremonyStore, public ClientStore {
+class SqliteStore final : public MetadataStore,
+                          public CeremonyStore,
+                          public ClientStore,
+                          public AuditStore {
  public:
   // Opens (creating if needed) the database at path and migrates it to the current schema.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
@@ -57,6 +61,14 @@ class SqliteStore final : public MetadataStore, public CeremonyStore, public Cli
   Result<std::optional<ClientRecord>> find_client(std::string_view id) override;
   Result<std::vector<ClientRecord>> list_clients() override;
   Status delete_client(std::string_view id, UnixMillis at) override;
+
+  // AuditStore (src/store/sqlite_audit_store.cc)
+  Status append_audit(std::string_view prev, const std::vector<AuditRecordRow>& records) override;
+  Status append_audit_checkpoint(const AuditCheckpointRow& checkpoint,
+                                 std::string_view hash) override;
+  Result<std::optional<AuditRecordRow>> last_audit() override;
+  Result<std::optional<AuditCheckpointRow>> last_audit_checkpoint() override;
+  Result<AuditPage> read_audit(std::int64_t after, std::size_t limit) override;
 
   // The schema version of the open file (after migration, equal to current_schema_version()).
   Result<int> schema_version();

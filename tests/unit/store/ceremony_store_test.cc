@@ -94,7 +94,7 @@ PRAGMA user_version = 1;
     sqlite3_close(db);
   }
   auto store = open_store(path);
-  CHECK(*store->schema_version() == 2);
+  CHECK(*store->schema_version() == SqliteStore::current_schema_version());
   CHECK(store->find_key("payments")->has_value());
   CHECK_FALSE(store->current_operator_set()->has_value());
   require_ok(store->init_operator_set(make_set('a'), kNow));

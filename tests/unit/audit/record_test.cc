@@ -1,0 +1,147 @@
+// The record and checkpoint formats of docs/audit.md, against values computed independently
+// (Python's json.dumps(sort_keys=True, separators=(',', ':'), ensure_ascii=False) and sha256sum).
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kekd/audit/record.h"
+
+using namespace kekd;
+using namespace kekd::audit;
+
+namespace {
+
+constexpr UnixMillis kT = 1'795'428'000'123;  // 2026-11-23T10:00:00.123Z
+
+Record first_record() {
+  Record r;
+  r.seq = 1;
+  r.time = kT;
+  r.request_id = "3f2a9c0d1e4b5a6c";
+  r.principal = "app-7";
+  r.action = "key.unwrap";
+  r.key = "payments";
+  r.version = 2;
+  r.prev = std::string(kGenesisHash);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("AuditCanonicalJsonAndHashKnownValues") {
+  Record r = first_record();
+  const std::string json = canonical_json(r);
+  CHECK(json == R"({"action":"key.unwrap","error":null,"key":"payments","outcome":"ok",)"
+                R"("prev":"0000000000000000000000000000000000000000000000000000000000000000",)"
+                R"("principal":"app-7","request_id":"3f2a9c0d1e4b5a6c","seq":1,)"
+                R"("time":"2026-11-23T10:00:00.123Z","version":2})");
+  CHECK(sha256_hex(json) == "473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4");
+
+  // An error record: nulls written out, UTF-8 as is, only " and \ escaped, / not.
+  Record e;
+  e.seq = 2;
+  e.time = kT + 884;
+  e.request_id = "";
+  e.principal = "j\xC3\xBCrgen \"x\" \\ /";
+  e.action = "auth.failure";
+  e.error = "unauthenticated";
+  e.prev = "473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4";
+  const std::string json2 = canonical_json(e);
+  CHECK(json2 ==
+        "{\"action\":\"auth.failure\",\"error\":\"unauthenticated\",\"key\":null,"
+        "\"outcome\":\"error\","
+        "\"prev\":\"473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4\","
+        "\"principal\":\"j\xC3\xBCrgen \\\"x\\\" \\\\ /\",\"request_id\":\"\",\"seq\":2,"
+        "\"time\":\"2026-11-23T10:00:01.007Z\",\"version\":null}");
+  CHECK(sha256_hex(json2) == "e997914f81b3dbe86a3eb1320322346163404cd9e0ce604a36f887ef592c92f2");
+
+  // The canonical form is a fixed point of parsing and dumping again (what the verifier does).
+  CHECK(nlohmann::json::parse(json2).dump() == json2);
+}
+
+TEST_CASE("AuditCheckpointMessageAndJson") {
+  const std::string hash = "e997914f81b3dbe86a3eb1320322346163404cd9e0ce604a36f887ef592c92f2";
+  CHECK(checkpoint_message(2, hash, "2026-11-23T10:00:02.000Z") ==
+        "kekd-audit-checkpoint v1\nseq=2\nhash=" + hash + "\ntime=2026-11-23T10:00:02.000Z\n");
+  Checkpoint c;
+  c.seq = 2;
+  c.hash = hash;
+  c.time = 1'795'428'002'000;
+  c.signature = Bytes{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
+  CHECK(checkpoint_json(c) == R"({"hash":")" + hash +
+                                  R"(","seq":2,"signature":"MAYCAQECAQE=",)"
+                                  R"("time":"2026-11-23T10:00:02.000Z"})");
+}
+
+TEST_CASE("AuditTimeFormatHasExactlyThreeFractionDigits") {
+  CHECK(format_time(kT) == "2026-11-23T10:00:00.123Z");
+  CHECK(format_time(kT - 123) == "2026-11-23T10:00:00.000Z");
+  CHECK(format_time(kT + 876) == "2026-11-23T10:00:00.999Z");
+  CHECK(format_time(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_time(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(parse_time("2026-11-23T10:00:00.123Z") == kT);
+  CHECK(parse_time(format_time(-1)) == -1);
+  for (const char* bad : {"2026-11-23T10:00:00Z", "2026-11-23T10:00:00.12Z",
+                          "2026-11-23T10:00:00.1234Z", "2026-11-23T10:00:00.12aZ",
+                          "2026-11-23T10:00:00.123+00:00", "2026-13-23T10:00:00.123Z", ""}) {
+    CHECK_MESSAGE(!parse_time(bad), bad);
+  }
+}
+
+TEST_CASE("AuditSanitizeReplacesControlCharactersAndInvalidUtf8") {
+  const std::string fffd = "\xEF\xBF\xBD";
+  CHECK(sanitize("plain ascii /\"\\") == "plain ascii /\"\\");
+  CHECK(sanitize("j\xC3\xBCrgen \xE2\x82\xAC \xF0\x9F\x94\x91") ==
+        "j\xC3\xBCrgen \xE2\x82\xAC \xF0\x9F\x94\x91");
+  CHECK(sanitize(std::string("a\0b", 3)) == "a" + fffd + "b");
+  CHECK(sanitize("tab\there\nnl\x7f") == "tab" + fffd + "here" + fffd + "nl" + fffd);
+  CHECK(sanitize("\xC3") == fffd);                                   // truncated sequence
+  CHECK(sanitize("\xC0\xAF") == fffd + fffd);                        // overlong '/'
+  CHECK(sanitize("\xED\xA0\x80") == fffd + fffd + fffd);             // a UTF-16 surrogate
+  CHECK(sanitize("\xF4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // above U+10FFFF
+  CHECK(sanitize("\xFFok") == fffd + "ok");
+}
+
+TEST_CASE("AuditNormalizeBoundsEvents") {
+  AuditEvent e;
+  e.principal = "bad\x01name";
+  e.action = "key.wrap";
+  e.key = "payments";
+  auto ok = normalize(e);
+  REQUIRE(ok.ok());
+  CHECK(ok->principal == "bad\xEF\xBF\xBDname");
+
+  auto expect_invalid = [](AuditEvent event) {
+    auto r = normalize(std::move(event));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::kInvalidArgument);
+  };
+  AuditEvent no_action = e;
+  no_action.action = "";
+  expect_invalid(no_action);
+  AuditEvent upper = e;
+  upper.action = "Key.Wrap";
+  expect_invalid(upper);
+  AuditEvent long_action = e;
+  long_action.action = std::string(65, 'a');
+  expect_invalid(long_action);
+  AuditEvent long_principal = e;
+  long_principal.principal = std::string(kMaxPrincipalBytes + 1, 'p');
+  expect_invalid(long_principal);
+  AuditEvent long_request = e;
+  long_request.request_id = std::string(kMaxRequestIdBytes + 1, 'r');
+  expect_invalid(long_request);
+  AuditEvent empty_key = e;
+  empty_key.key = "";
+  expect_invalid(empty_key);
+  AuditEvent version_zero = e;
+  version_zero.version = 0;
+  expect_invalid(version_zero);
+
+  // The outcome follows the error: a code name for "error", null for "ok".
+  e.error = Code::kInvalidCiphertext;
+  Record r = make_record(*normalize(e), 5, kT, kGenesisHash);
+  CHECK(r.error == "invalid_ciphertext");
+  CHECK(canonical_json(r).find(R"("error":"invalid_ciphertext")") != std::string::npos);
+  CHECK(canonical_json(r).find(R"("outcome":"error")") != std::string::npos);
+}
