@@ -78,21 +78,37 @@ AuditLog::~AuditLog() {
 }
 
 Status AuditLog::record(AuditEvent event) {
-  KEKD_ASSIGN_OR_RETURN(AuditEvent normalized, normalize(std::move(event)));
+  std::vector<AuditEvent> events;
+  events.push_back(std::move(event));
+  return record_all(std::move(events));
+}
+
+Status AuditLog::record_all(std::vector<AuditEvent> events) {
+  // Every event is checked before any is queued, so that a bad one records nothing.
+  for (AuditEvent& event : events) {
+    KEKD_ASSIGN_OR_RETURN(event, normalize(std::move(event)));
+  }
   Waiter waiter;
+  waiter.pending = events.size();
   std::unique_lock lock(mu_);
-  done_cv_.wait(lock, [&] { return closing_ || queue_.size() < options_.max_queue; });
-  if (closing_) {
-    return Error(Code::kUnavailable, "audit: the log is closed");
+  for (AuditEvent& event : events) {
+    room_cv_.wait(lock, [&] { return closing_ || queue_.size() < options_.max_queue; });
+    if (closing_) {
+      // Events queued before stay queued and are committed; the caller still hears of the ones
+      // that are not.
+      waiter.status = Error(Code::kUnavailable, "audit: the log is closed");
+      waiter.pending -= static_cast<std::size_t>(&events.back() - &event) + 1;
+      break;
+    }
+    queue_.push_back(Entry{std::move(event), options_.durable ? &waiter : nullptr});
+    if (!options_.durable) {
+      --waiter.pending;
+    }
+    work_cv_.notify_one();
   }
-  queue_.push_back(Entry{std::move(normalized), options_.durable ? &waiter : nullptr});
-  work_cv_.notify_one();
-  if (!options_.durable) {
-    return ok_status();
-  }
-  // The writer sets done under mu_ and never touches the waiter afterwards, so it can live on
-  // this stack.
-  done_cv_.wait(lock, [&] { return waiter.done; });
+  // The writer counts pending down under mu_ and never touches the waiter once it is 0, so it
+  // can live on this stack.
+  waiter.done.wait(lock, [&] { return waiter.pending == 0; });
   return waiter.status;
 }
 
@@ -114,8 +130,12 @@ void AuditLog::write_loop() {
     lock.lock();
     for (Entry& entry : batch) {
       if (entry.waiter != nullptr) {
-        entry.waiter->status = status;
-        entry.waiter->done = true;
+        if (!status.ok() && entry.waiter->status.ok()) {
+          entry.waiter->status = status;
+        }
+        if (--entry.waiter->pending == 0) {
+          entry.waiter->done.notify_one();  // under mu_: the waiter outlives this call
+        }
       }
     }
     if (status.ok()) {
@@ -127,7 +147,7 @@ void AuditLog::write_loop() {
     } else {
       stats_.failed_records += batch.size();
     }
-    done_cv_.notify_all();  // the batch's callers, and callers waiting for room in the queue
+    room_cv_.notify_all();  // callers waiting for room in the queue (only with durable = false)
   }
 }
 
@@ -213,7 +233,13 @@ Status AuditLog::write_checkpoint(const Head& head) {
   checkpoint.seq = head.seq;
   checkpoint.hash = head.hash;
   checkpoint.time = options_.clock();
-  const std::string message = checkpoint_message(head.seq, head.hash, format_time(checkpoint.time));
+  // The store's last checkpoint, not this log's memory of it: the chain of checkpoints must be
+  // the one the store holds.
+  KEKD_ASSIGN_OR_RETURN(std::optional<store::AuditCheckpointRow> previous,
+                        store_.last_audit_checkpoint());
+  checkpoint.prev_seq = previous ? previous->seq : 0;
+  const std::string message = checkpoint_message(head.seq, head.hash, checkpoint.prev_seq,
+                                                 format_time(checkpoint.time));
   KEKD_ASSIGN_OR_RETURN(checkpoint.signature, hsm_.sign(signing_label_, bytes_of(message)));
   return store_.append_audit_checkpoint(
       store::AuditCheckpointRow{head.seq, checkpoint_json(checkpoint)}, head.hash);
@@ -229,7 +255,7 @@ Status AuditLog::close() {
     closing_ = true;
   }
   work_cv_.notify_all();
-  done_cv_.notify_all();  // callers waiting for room in the queue give up
+  room_cv_.notify_all();  // callers waiting for room in the queue give up
   writer_.join();         // commits everything queued before closing_ was set
   {
     std::lock_guard lock(mu_);

@@ -50,6 +50,23 @@ Error out_of_bounds(std::string_view member, std::size_t max) {
                                            std::to_string(max) + " bytes");
 }
 
+// A member that is either absent or a non-empty string within its bound, sanitized in place.
+Status normalize_optional(std::optional<std::string>& member, std::string_view name,
+                          std::size_t max) {
+  if (!member) {
+    return ok_status();
+  }
+  *member = sanitize(*member);
+  if (member->empty()) {
+    return Error(Code::kInvalidArgument,
+                 "audit: " + std::string(name) + ", when given, is not empty");
+  }
+  if (member->size() > max) {
+    return out_of_bounds(name, max);
+  }
+  return ok_status();
+}
+
 Json nullable(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
 
 }  // namespace
@@ -71,6 +88,22 @@ std::string sanitize(std::string_view text) {
   return out;
 }
 
+std::string bounded(std::string_view text, std::size_t max) {
+  std::string out = sanitize(text);
+  if (out.size() <= max) {
+    return out;
+  }
+  constexpr std::string_view kEllipsis = "\xE2\x80\xA6";  // U+2026
+  std::size_t cut = max - kEllipsis.size();
+  // Back to the start of a character: continuation bytes are 10xxxxxx.
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  out.resize(cut);
+  out += kEllipsis;
+  return out;
+}
+
 Result<AuditEvent> normalize(AuditEvent event) {
   event.request_id = sanitize(event.request_id);
   event.principal = sanitize(event.principal);
@@ -88,15 +121,8 @@ Result<AuditEvent> normalize(AuditEvent event) {
     return Error(Code::kInvalidArgument,
                  "audit: an action is 1 to 64 characters from a-z, 0-9, '_', '.' and '-'");
   }
-  if (event.key) {
-    event.key = sanitize(*event.key);
-    if (event.key->empty()) {
-      return Error(Code::kInvalidArgument, "audit: a key name, when given, is not empty");
-    }
-    if (event.key->size() > kMaxKeyBytes) {
-      return out_of_bounds("key", kMaxKeyBytes);
-    }
-  }
+  KEKD_RETURN_IF_ERROR(normalize_optional(event.key, "key", kMaxKeyBytes));
+  KEKD_RETURN_IF_ERROR(normalize_optional(event.subject, "subject", kMaxSubjectBytes));
   if (event.version && *event.version < 1) {
     return Error(Code::kInvalidArgument, "audit: a key version, when given, is at least 1");
   }
@@ -113,6 +139,7 @@ Record make_record(const AuditEvent& event, std::int64_t seq, UnixMillis time,
   r.action = event.action;
   r.key = event.key;
   r.version = event.version;
+  r.subject = event.subject;
   if (event.error) {
     r.error = std::string(code_name(*event.error));
   }
@@ -130,6 +157,7 @@ std::string canonical_json(const Record& r) {
             {"action", r.action},
             {"key", nullable(r.key)},
             {"version", r.version ? Json(*r.version) : Json(nullptr)},
+            {"subject", nullable(r.subject)},
             {"outcome", r.error ? "error" : "ok"},
             {"error", nullable(r.error)},
             {"prev", r.prev}};
@@ -175,14 +203,16 @@ std::optional<UnixMillis> parse_time(std::string_view text) {
   return *seconds + ms;
 }
 
-std::string checkpoint_message(std::int64_t seq, std::string_view hash, std::string_view time) {
+std::string checkpoint_message(std::int64_t seq, std::string_view hash, std::int64_t prev_seq,
+                               std::string_view time) {
   return "kekd-audit-checkpoint v1\nseq=" + std::to_string(seq) + "\nhash=" + std::string(hash) +
-         "\ntime=" + std::string(time) + "\n";
+         "\nprev_seq=" + std::to_string(prev_seq) + "\ntime=" + std::string(time) + "\n";
 }
 
 std::string checkpoint_json(const Checkpoint& c) {
   Json j = {{"seq", c.seq},
             {"hash", c.hash},
+            {"prev_seq", c.prev_seq},
             {"time", format_time(c.time)},
             {"signature", Botan::base64_encode(c.signature.data(), c.signature.size())}};
   return j.dump();

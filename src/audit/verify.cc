@@ -23,10 +23,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr std::array<std::string_view, 10> kRecordMembers = {
-    "action",    "error",      "key", "outcome", "prev",
-    "principal", "request_id", "seq", "time",    "version"};
-constexpr std::array<std::string_view, 4> kCheckpointMembers = {"hash", "seq", "signature", "time"};
+constexpr std::array<std::string_view, 11> kRecordMembers = {
+    "action",     "error", "key",     "outcome", "prev",   "principal",
+    "request_id", "seq",   "subject", "time",    "version"};
+constexpr std::array<std::string_view, 5> kCheckpointMembers = {"hash", "prev_seq", "seq",
+                                                                "signature", "time"};
 
 // Far above any DER ECDSA P-256 signature (at most 72 bytes).
 constexpr std::size_t kMaxSignatureBytes = 256;
@@ -120,7 +121,7 @@ std::optional<std::string> check_record_members(const Json& j) {
       return std::string(name) + " is not a string";
     }
   }
-  for (const char* name : {"key", "error"}) {
+  for (const char* name : {"key", "subject", "error"}) {
     if (!j[name].is_null() && !j[name].is_string()) {
       return std::string(name) + " is neither a string nor null";
     }
@@ -138,6 +139,9 @@ std::optional<std::string> check_record_members(const Json& j) {
   }
   if (j["key"].is_string() && j["key"].get_ref<const std::string&>().empty()) {
     return "key is an empty string (no key is null)";
+  }
+  if (j["subject"].is_string() && j["subject"].get_ref<const std::string&>().empty()) {
+    return "subject is an empty string (no subject is null)";
   }
   const Json& version = j["version"];
   if (!version.is_null() &&
@@ -172,6 +176,10 @@ std::optional<std::string> check_checkpoint_members(const Json& j) {
   }
   if (!is_hex_hash(j["hash"])) {
     return "hash is not 64 lowercase hex digits";
+  }
+  if (!j["prev_seq"].is_number_unsigned() ||
+      j["prev_seq"].get<std::uint64_t>() >= static_cast<std::uint64_t>(positive_seq(j["seq"]))) {
+    return "prev_seq is not an integer from 0 to seq - 1";
   }
   if (!j["time"].is_string() || !parse_time(j["time"].get<std::string>())) {
     return "time is not of the form 2026-11-23T10:00:00.123Z";
@@ -275,6 +283,16 @@ struct Verifier::Impl {
       return fail(place + ": not after the previous checkpoint (at " +
                   std::to_string(result.last_checkpoint_seq) + ")");
     }
+    const std::int64_t prev_seq = j["prev_seq"].get<std::int64_t>();
+    if (prev_seq != result.last_checkpoint_seq) {
+      if (prev_seq > result.last_checkpoint_seq) {
+        return fail(place + ": the checkpoint before it, at " + std::to_string(prev_seq) +
+                    ", is missing");
+      }
+      return fail(place + ": it names the checkpoint at " + std::to_string(prev_seq) +
+                  " as its predecessor, but that is at " +
+                  std::to_string(result.last_checkpoint_seq));
+    }
     if (seq > result.last_seq) {
       return fail(place + ": record " + s + " is not in the log before it");
     }
@@ -291,7 +309,7 @@ struct Verifier::Impl {
     if (!signature) {
       return fail(place + ": signature is not base64 of a DER signature");
     }
-    if (!signature_valid(checkpoint_message(seq, hash, time), *signature)) {
+    if (!signature_valid(checkpoint_message(seq, hash, prev_seq, time), *signature)) {
       return fail(place + ": signature does not verify");
     }
     const UnixMillis signed_at = *parse_time(time);

@@ -25,8 +25,10 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kekd/audit/record.h"
+#include "kekd/audit/sink.h"
 #include "kekd/common/error.h"
 #include "kekd/common/time.h"
 #include "kekd/hsm/hsm.h"
@@ -62,7 +64,7 @@ struct AuditStats {
   std::size_t queued = 0;                // events waiting for the next batch, now
 };
 
-class AuditLog {
+class AuditLog final : public AuditSink {
  public:
   // Resumes from store.last_audit() and starts the writer and checkpointer threads. Fails if the
   // store cannot be read or the token has no signing key under signing_label.
@@ -71,7 +73,7 @@ class AuditLog {
                                                 AuditOptions options = {});
 
   // Calls close().
-  ~AuditLog();
+  ~AuditLog() override;
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
@@ -79,7 +81,10 @@ class AuditLog {
   // store error every caller of that batch gets the error (kUnavailable for an outage: the API
   // answers 503) and the chain does not advance. kInvalidArgument for an event out of bounds
   // (record.h); kUnavailable after close() has begun.
-  Status record(AuditEvent event);
+  Status record(AuditEvent event) override;
+
+  // As record(), for several events queued together and waited for once (AuditSink).
+  Status record_all(std::vector<AuditEvent> events) override;
 
   // Commits everything queued, stops the threads and signs a final checkpoint if the head is not
   // covered yet. Returns the outcome of that checkpoint. Idempotent; safe from any thread.
@@ -88,9 +93,14 @@ class AuditLog {
   AuditStats stats() const;
 
  private:
+  // One per record() or record_all() call, on the caller's stack: the writer counts its events
+  // down, keeps the first error, and wakes this caller alone when none is left. (One condition
+  // variable for all callers would wake every waiting request thread at every commit: on a
+  // small machine that herd costs more than the commit.)
   struct Waiter {
-    bool done = false;
+    std::size_t pending = 0;
     Status status;
+    std::condition_variable done;
   };
   struct Entry {
     AuditEvent event;
@@ -122,7 +132,7 @@ class AuditLog {
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;        // the writer: events queued, or closing
-  std::condition_variable done_cv_;        // callers: a batch finished, or room in the queue
+  std::condition_variable room_cv_;        // callers waiting for room in the queue, or closing
   std::condition_variable checkpoint_cv_;  // the checkpointer: the head moved, or stopping
   std::deque<Entry> queue_;
   bool closing_ = false;            // no new events; the writer drains the queue and exits

@@ -20,6 +20,7 @@ inline constexpr std::size_t kMaxRequestIdBytes = 128;
 inline constexpr std::size_t kMaxPrincipalBytes = 256;
 inline constexpr std::size_t kMaxActionBytes = 64;
 inline constexpr std::size_t kMaxKeyBytes = 128;
+inline constexpr std::size_t kMaxSubjectBytes = 128;
 
 // What happened, as the caller (the API) reports it. Never a plaintext, ciphertext, secret or
 // PIN: there is no member that could carry one. The log adds seq, time and prev.
@@ -30,6 +31,8 @@ struct AuditEvent {
   std::string action;                    // [a-z0-9_.-]{1,64}, e.g. "key.unwrap"
   std::optional<std::string> key;        // the key name, when one is involved
   std::optional<std::uint32_t> version;  // >= 1, when one is involved
+  std::optional<std::string> subject;    // what else the action concerns: a ceremony id for a
+                                         // ceremony step, the client id for a client change
   std::optional<Code> error;             // the outcome: std::nullopt is "ok"
 
   bool operator==(const AuditEvent&) const = default;
@@ -44,6 +47,7 @@ struct Record {
   std::string action;
   std::optional<std::string> key;
   std::optional<std::uint32_t> version;
+  std::optional<std::string> subject;
   // The error code name for outcome "error", std::nullopt for "ok". A name, not a Code: a
   // verifier must be able to read records that a newer kekd wrote with codes it does not know.
   std::optional<std::string> error;
@@ -60,6 +64,11 @@ inline constexpr std::string_view kGenesisHash =
 // a record string never needs an escape other than \" and \\ (docs/audit.md).
 std::string sanitize(std::string_view text);
 
+// sanitize(text), cut to at most max bytes (max >= 3) at a character boundary and ending in "…"
+// when it was longer: for strings from a request (a key name in the path, a request id) that may
+// exceed the bounds above but must still be recorded.
+std::string bounded(std::string_view text, std::size_t max);
+
 // Sanitizes the event's strings and checks it against the bounds above (and the action
 // alphabet): what AuditLog::record does before queueing it.
 Result<AuditEvent> normalize(AuditEvent event);
@@ -68,7 +77,7 @@ Result<AuditEvent> normalize(AuditEvent event);
 Record make_record(const AuditEvent& event, std::int64_t seq, UnixMillis time,
                    std::string_view prev);
 
-// The canonical JSON of docs/audit.md: the ten members sorted by name, no whitespace, UTF-8.
+// The canonical JSON of docs/audit.md: the eleven members sorted by name, no whitespace, UTF-8.
 // The record's strings must be sanitized (make_record of a normalized event is).
 std::string canonical_json(const Record& record);
 
@@ -84,17 +93,22 @@ std::optional<UnixMillis> parse_time(std::string_view text);
 struct Checkpoint {
   std::int64_t seq = 0;
   std::string hash;  // the hash of record seq
+  // The seq of the checkpoint before this one (0 for the first): checkpoints form a chain of
+  // their own, so that deleting one in the middle shows.
+  std::int64_t prev_seq = 0;
   UnixMillis time = 0;
   Bytes signature;  // DER ECDSA P-256 over SHA-256 of checkpoint_message(...)
 
   bool operator==(const Checkpoint&) const = default;
 };
 
-// The exact bytes kekd signs: "kekd-audit-checkpoint v1\nseq=<seq>\nhash=<hex>\ntime=<time>\n".
+// The exact bytes kekd signs:
+// "kekd-audit-checkpoint v1\nseq=<seq>\nhash=<hex>\nprev_seq=<prev_seq>\ntime=<time>\n".
 // time is taken as text so that a verifier signs off exactly what the checkpoint says.
-std::string checkpoint_message(std::int64_t seq, std::string_view hash, std::string_view time);
+std::string checkpoint_message(std::int64_t seq, std::string_view hash, std::int64_t prev_seq,
+                               std::string_view time);
 
-// {"hash","seq","signature" (base64),"time"}: canonical JSON as for records.
+// {"hash","prev_seq","seq","signature" (base64),"time"}: canonical JSON as for records.
 std::string checkpoint_json(const Checkpoint& checkpoint);
 
 }  // namespace kekd::audit

@@ -166,8 +166,9 @@ TEST_CASE("AuditCheckpointsSignedBySoftHsmVerifyWithBotanAndOpenssl") {
     if (j["type"] != "checkpoint") {
       continue;
     }
-    write_file(dir.file("msg"), audit::checkpoint_message(j["seq"], j["hash"].get<std::string>(),
-                                                          j["time"].get<std::string>()));
+    write_file(dir.file("msg"),
+               audit::checkpoint_message(j["seq"], j["hash"].get<std::string>(), j["prev_seq"],
+                                         j["time"].get<std::string>()));
     write_file(dir.file("sig.b64"), j["signature"].get<std::string>());
     int status = -1;
     std::string out = run_command("cd " + shell_quote(dir.path()) +

@@ -100,15 +100,17 @@ inline audit::VerifyResult verify_lines(const std::vector<std::string>& lines, B
   return verifier->finish();
 }
 
-// A signed checkpoint of (seq, hash) at time t, as the log writes it.
+// A signed checkpoint of (seq, hash) at time t after the one at prev_seq, as the log writes it.
 inline store::AuditCheckpointRow signed_checkpoint(hsm::Hsm& hsm, std::int64_t seq,
-                                                   const std::string& hash, UnixMillis t) {
+                                                   const std::string& hash, std::int64_t prev_seq,
+                                                   UnixMillis t) {
   audit::Checkpoint c;
   c.seq = seq;
   c.hash = hash;
+  c.prev_seq = prev_seq;
   c.time = t;
-  auto signature =
-      hsm.sign(kAuditLabel, bytes_of(audit::checkpoint_message(seq, hash, audit::format_time(t))));
+  auto signature = hsm.sign(kAuditLabel, bytes_of(audit::checkpoint_message(
+                                             seq, hash, prev_seq, audit::format_time(t))));
   REQUIRE(signature.ok());
   c.signature = *signature;
   return store::AuditCheckpointRow{seq, audit::checkpoint_json(c)};
@@ -135,7 +137,11 @@ inline std::string build_log(store::AuditStore& store, hsm::Hsm& hsm, std::int64
     std::string hash = audit::sha256_hex(text);
     require_ok(store.append_audit(prev, {store::AuditRecordRow{seq, text, hash}}));
     if (every > 0 && seq % every == 0) {
-      require_ok(store.append_audit_checkpoint(signed_checkpoint(hsm, seq, hash, t + 100), hash));
+      auto previous = store.last_audit_checkpoint();
+      REQUIRE(previous.ok());
+      const std::int64_t prev_seq = *previous ? (*previous)->seq : 0;
+      require_ok(store.append_audit_checkpoint(
+          signed_checkpoint(hsm, seq, hash, prev_seq, t + 100), hash));
     }
     prev = hash;
   }

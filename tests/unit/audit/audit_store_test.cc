@@ -120,11 +120,11 @@ TEST_CASE("AuditStoreReadsPagesWithTheirCheckpoints") {
   // The export puts each checkpoint right after its record, across page boundaries.
   std::vector<std::string> lines = export_all(*f.store, 5);
   REQUIRE(lines.size() == 30);
-  CHECK(lines[4].find(R"("seq":5,"time")") != std::string::npos);
+  CHECK(lines[4].find(R"("seq":5,"subject")") != std::string::npos);
   CHECK(lines[4].find(R"("type":"record")") != std::string::npos);
   CHECK(lines[5].find(R"("type":"checkpoint")") != std::string::npos);
   CHECK(lines[5].find(R"("seq":5,"signature")") != std::string::npos);
-  CHECK(lines[6].find(R"("seq":6,"time")") != std::string::npos);
+  CHECK(lines[6].find(R"("seq":6,"subject")") != std::string::npos);
 }
 
 TEST_CASE("AuditStoreDataSurvivesReopening") {

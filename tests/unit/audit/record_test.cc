@@ -33,9 +33,10 @@ TEST_CASE("AuditCanonicalJsonAndHashKnownValues") {
   const std::string json = canonical_json(r);
   CHECK(json == R"({"action":"key.unwrap","error":null,"key":"payments","outcome":"ok",)"
                 R"("prev":"0000000000000000000000000000000000000000000000000000000000000000",)"
-                R"("principal":"app-7","request_id":"3f2a9c0d1e4b5a6c","seq":1,)"
+                R"("principal":"app-7","request_id":"3f2a9c0d1e4b5a6c","seq":1,"subject":null,)"
                 R"("time":"2026-11-23T10:00:00.123Z","version":2})");
-  CHECK(sha256_hex(json) == "473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4");
+  // Computed independently: hashlib.sha256 over the string above.
+  CHECK(sha256_hex(json) == "b167e0070edfe7bf811efcfadf3c43215945c97603a3157bbcfa77efa37f18c3");
 
   // An error record: nulls written out, UTF-8 as is, only " and \ escaped, / not.
   Record e;
@@ -45,15 +46,17 @@ TEST_CASE("AuditCanonicalJsonAndHashKnownValues") {
   e.principal = "j\xC3\xBCrgen \"x\" \\ /";
   e.action = "auth.failure";
   e.error = "unauthenticated";
-  e.prev = "473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4";
+  e.subject = "POST /v1/clients";
+  e.prev = "b167e0070edfe7bf811efcfadf3c43215945c97603a3157bbcfa77efa37f18c3";
   const std::string json2 = canonical_json(e);
   CHECK(json2 ==
         "{\"action\":\"auth.failure\",\"error\":\"unauthenticated\",\"key\":null,"
         "\"outcome\":\"error\","
-        "\"prev\":\"473c30ff8f864c512cbfb1dba95ac14bcf349cdb349f644e5e8273ebe569cfc4\","
+        "\"prev\":\"b167e0070edfe7bf811efcfadf3c43215945c97603a3157bbcfa77efa37f18c3\","
         "\"principal\":\"j\xC3\xBCrgen \\\"x\\\" \\\\ /\",\"request_id\":\"\",\"seq\":2,"
+        "\"subject\":\"POST /v1/clients\","
         "\"time\":\"2026-11-23T10:00:01.007Z\",\"version\":null}");
-  CHECK(sha256_hex(json2) == "e997914f81b3dbe86a3eb1320322346163404cd9e0ce604a36f887ef592c92f2");
+  CHECK(sha256_hex(json2) == "4fc1e00d104936a5c5fcc1d4eb1ff6997b1e41781309922b85e37b95f7599bea");
 
   // The canonical form is a fixed point of parsing and dumping again (what the verifier does).
   CHECK(nlohmann::json::parse(json2).dump() == json2);
@@ -61,15 +64,17 @@ TEST_CASE("AuditCanonicalJsonAndHashKnownValues") {
 
 TEST_CASE("AuditCheckpointMessageAndJson") {
   const std::string hash = "e997914f81b3dbe86a3eb1320322346163404cd9e0ce604a36f887ef592c92f2";
-  CHECK(checkpoint_message(2, hash, "2026-11-23T10:00:02.000Z") ==
-        "kekd-audit-checkpoint v1\nseq=2\nhash=" + hash + "\ntime=2026-11-23T10:00:02.000Z\n");
+  CHECK(checkpoint_message(2, hash, 1, "2026-11-23T10:00:02.000Z") ==
+        "kekd-audit-checkpoint v1\nseq=2\nhash=" + hash +
+            "\nprev_seq=1\ntime=2026-11-23T10:00:02.000Z\n");
   Checkpoint c;
   c.seq = 2;
   c.hash = hash;
+  c.prev_seq = 1;
   c.time = 1'795'428'002'000;
   c.signature = Bytes{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
   CHECK(checkpoint_json(c) == R"({"hash":")" + hash +
-                                  R"(","seq":2,"signature":"MAYCAQECAQE=",)"
+                                  R"(","prev_seq":1,"seq":2,"signature":"MAYCAQECAQE=",)"
                                   R"("time":"2026-11-23T10:00:02.000Z"})");
 }
 
@@ -144,4 +149,27 @@ TEST_CASE("AuditNormalizeBoundsEvents") {
   CHECK(r.error == "invalid_ciphertext");
   CHECK(canonical_json(r).find(R"("error":"invalid_ciphertext")") != std::string::npos);
   CHECK(canonical_json(r).find(R"("outcome":"error")") != std::string::npos);
+}
+
+TEST_CASE("AuditBoundedCutsAtACharacterBoundary") {
+  CHECK(bounded("payments", 128) == "payments");
+  CHECK(bounded(std::string(200, 'k'), 128) == std::string(125, 'k') + "\xE2\x80\xA6");
+  CHECK(bounded(std::string(200, 'k'), 128).size() == 128);
+  // "ü" is two bytes; a cut through it moves back to its start.
+  const std::string umlauts = [] {
+    std::string s;
+    for (int i = 0; i < 100; ++i) s += "\xC3\xBC";
+    return s;
+  }();
+  const std::string cut = bounded(umlauts, 10);
+  CHECK(cut == "\xC3\xBC\xC3\xBC\xC3\xBC\xE2\x80\xA6");
+  CHECK(sanitize(cut) == cut);
+  // Control characters become U+FFFD before the cut, so the result needs no escape.
+  CHECK(bounded("a\nb", 128) == "a\xEF\xBF\xBD" "b");
+  // What bounded() returns always passes normalize().
+  AuditEvent event;
+  event.action = "key.wrap";
+  event.key = bounded(std::string(5000, 'x'), kMaxKeyBytes);
+  event.request_id = bounded(std::string(500, 'r'), kMaxRequestIdBytes);
+  CHECK(normalize(event).ok());
 }

@@ -276,7 +276,7 @@ TEST_CASE("AuditVerifyDetectsChangedCheckpoints") {
   MemoryHsm other;
   require_ok(other.generate_signing_key(kAuditLabel));
   Json cp = Json::parse(f.lines[checkpoint_line(f.lines, 20)]);
-  store::AuditCheckpointRow forged = signed_checkpoint(other, 20, cp["hash"], kAuditT0 + 20'100);
+  store::AuditCheckpointRow forged = signed_checkpoint(other, 20, cp["hash"], 10, kAuditT0 + 20'100);
   expect_failure(with_checkpoint_20([&](Json& j) {
                    j["signature"] = Json::parse(forged.checkpoint)["signature"];
                  }),
@@ -307,17 +307,23 @@ TEST_CASE("AuditVerifyReportsDeletedCheckpoints") {
   strict.require_checkpoint = true;
   expect_failure(f.verify(lines, strict), "records 31 to 40 are not yet covered by a checkpoint");
 
-  // One in the middle loses nothing (the next one covers the chain before it), and shows as a
-  // record that waited too long for its checkpoint.
+  // One in the middle, or the first: the next one names its predecessor (prev_seq), signed.
   lines = f.lines;
   lines.erase(lines.begin() + static_cast<std::ptrdiff_t>(checkpoint_line(lines, 20)));
-  result = f.verify(lines, strict);
-  CHECK_MESSAGE(result.ok, result.failure);
-  CHECK(result.checkpoints == 3);
-  REQUIRE(result.warnings.size() == 1);
-  CHECK(result.warnings[0] ==
-        "checkpoint at 30: record 11 waited 19.100 s for a checkpoint (more than 10.000 s): a "
-        "checkpoint may be missing, or the token was unavailable");
+  expect_failure(f.verify(lines), "checkpoint at 30: the checkpoint before it, at 20, is missing");
+  lines = f.lines;
+  lines.erase(lines.begin() + static_cast<std::ptrdiff_t>(checkpoint_line(lines, 10)));
+  expect_failure(f.verify(lines), "checkpoint at 20: the checkpoint before it, at 10, is missing");
+
+  // A predecessor changed in the line (the signature covers it).
+  lines = f.lines;
+  std::size_t i = checkpoint_line(lines, 30);
+  Json j = Json::parse(lines[i]);
+  j["prev_seq"] = 10;
+  lines[i] = j.dump();
+  expect_failure(f.verify(lines),
+                 "checkpoint at 30: it names the checkpoint at 10 as its predecessor, but that "
+                 "is at 20");
 }
 
 TEST_CASE("AuditVerifyAnchorCatchesARolledBackTail") {
