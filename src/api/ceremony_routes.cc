@@ -109,6 +109,17 @@ Result<quorum::Proposal> decode_proposal(const std::string& body) {
   return p;
 }
 
+// Records a ceremony step with its outcome (and the ceremony's key, once known) and passes the
+// result on, unless the record failed.
+Result<Ceremony> audited(const ApiServices& s, Api::Context& c, audit::AuditEvent event,
+                         Result<Ceremony> result) {
+  if (result.ok() && !result->terms.key.empty()) event.key = result->terms.key;
+  if (result.ok() && result->terms.version) event.version = result->terms.version;
+  event.error = failure_of(result);
+  KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
+  return result;
+}
+
 Result<std::optional<CeremonyState>> state_filter(const Api::Context& c) {
   std::optional<std::string> state = c.query_param("state");
   if (!state) return std::optional<CeremonyState>();
@@ -130,9 +141,16 @@ void add_ceremony_routes(std::vector<Route>& routes) {
                     }});
   routes.push_back({"POST", "/v1/ceremonies", Access::kAdmin,
                     [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-                      KEKD_ASSIGN_OR_RETURN(quorum::Proposal p, decode_proposal(c.request.body));
+                      audit::AuditEvent event = audit_event(c, "ceremony.propose");
+                      Result<Ceremony> proposed = [&]() -> Result<Ceremony> {
+                        KEKD_ASSIGN_OR_RETURN(quorum::Proposal p, decode_proposal(c.request.body));
+                        if (p.key && !p.key->empty()) event.key = p.key;
+                        event.version = p.version;
+                        return s.ceremonies->propose(p, c.principal->client_id);
+                      }();
+                      if (proposed.ok()) event.subject = proposed->id();
                       KEKD_ASSIGN_OR_RETURN(Ceremony ceremony,
-                                            s.ceremonies->propose(p, c.principal->client_id));
+                                            audited(s, c, std::move(event), std::move(proposed)));
                       return json_response(ceremony_json(ceremony), 201);
                     }});
   routes.push_back({"GET", "/v1/ceremonies", Access::kAuthenticated,
@@ -157,22 +175,35 @@ void add_ceremony_routes(std::vector<Route>& routes) {
   routes.push_back(
       {"POST", "/v1/ceremonies/{id}/approvals", Access::kAnyone,
        [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-         KEKD_ASSIGN_OR_RETURN(Json j, parse_object(c.request.body, {"operator", "signature"}));
-         KEKD_ASSIGN_OR_RETURN(std::string op, required_string(j, "operator"));
-         KEKD_ASSIGN_OR_RETURN(std::string signature_b64, required_string(j, "signature"));
-         KEKD_ASSIGN_OR_RETURN(Bytes signature, decode_base64(signature_b64, "signature"));
+         // The principal is the operator the approval claims to be from; whether the signature
+         // bore that out is the record's outcome.
+         audit::AuditEvent event = audit_event(c, "ceremony.approve");
+         event.subject = c.params[0];
+         Result<Ceremony> approved = [&]() -> Result<Ceremony> {
+           KEKD_ASSIGN_OR_RETURN(Json j, parse_object(c.request.body, {"operator", "signature"}));
+           KEKD_ASSIGN_OR_RETURN(std::string op, required_string(j, "operator"));
+           event.principal = "operator:" + op;
+           KEKD_ASSIGN_OR_RETURN(std::string signature_b64, required_string(j, "signature"));
+           KEKD_ASSIGN_OR_RETURN(Bytes signature, decode_base64(signature_b64, "signature"));
+           return s.ceremonies->approve(c.params[0], op, signature);
+         }();
          KEKD_ASSIGN_OR_RETURN(Ceremony ceremony,
-                               s.ceremonies->approve(c.params[0], op, signature));
+                               audited(s, c, std::move(event), std::move(approved)));
          return json_response(ceremony_json(ceremony));
        }});
   routes.push_back({"POST", "/v1/ceremonies/{id}/cancel", Access::kAdmin,
                     [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-                      if (!c.request.body.empty()) {
-                        KEKD_RETURN_IF_ERROR(parse_object(c.request.body, {}));
-                      }
+                      audit::AuditEvent event = audit_event(c, "ceremony.cancel");
+                      event.subject = c.params[0];
+                      Result<Ceremony> cancelled = [&]() -> Result<Ceremony> {
+                        if (!c.request.body.empty()) {
+                          KEKD_RETURN_IF_ERROR(parse_object(c.request.body, {}));
+                        }
+                        return s.ceremonies->cancel(c.params[0], c.principal->client_id);
+                      }();
                       KEKD_ASSIGN_OR_RETURN(
                           Ceremony ceremony,
-                          s.ceremonies->cancel(c.params[0], c.principal->client_id));
+                          audited(s, c, std::move(event), std::move(cancelled)));
                       return json_response(ceremony_json(ceremony));
                     }});
   // {"document", "signature"}: kekd signs the document with its non-extractable audit key, so any

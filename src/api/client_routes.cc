@@ -21,12 +21,20 @@ void add_client_routes(std::vector<Route>& routes) {
   routes.push_back(
       {"POST", "/v1/clients", Access::kAdmin,
        [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-         KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"grants"}));
-         auto grants_member = body.find("grants");
-         std::string grants_text = grants_member == body.end() ? "[]" : grants_member->dump();
-         KEKD_ASSIGN_OR_RETURN(std::vector<Grant> grants, parse_grants(grants_text));
-         KEKD_ASSIGN_OR_RETURN(NewClient client,
-                               s.credentials->create(false, grants_to_json(grants), now_millis()));
+         std::vector<Grant> grants;
+         audit::AuditEvent event = audit_event(c, "client.create");
+         Result<NewClient> created = [&]() -> Result<NewClient> {
+           KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"grants"}));
+           auto grants_member = body.find("grants");
+           std::string grants_text = grants_member == body.end() ? "[]" : grants_member->dump();
+           KEKD_ASSIGN_OR_RETURN(std::vector<Grant> parsed, parse_grants(grants_text));
+           grants = std::move(parsed);
+           return s.credentials->create(false, grants_to_json(grants), now_millis());
+         }();
+         if (created.ok()) event.subject = created->client_id;
+         event.error = failure_of(created);
+         KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
+         KEKD_ASSIGN_OR_RETURN(NewClient client, std::move(created));
          std::string secret(client.secret.begin(), client.secret.end());
          std::string token = client.token();
          Json out = {{"client_id", client.client_id},
@@ -47,7 +55,12 @@ void add_client_routes(std::vector<Route>& routes) {
                     }});
   routes.push_back({"DELETE", "/v1/clients/{id}", Access::kAdmin,
                     [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-                      KEKD_RETURN_IF_ERROR(s.credentials->remove(c.params[0], now_millis()));
+                      Status removed = s.credentials->remove(c.params[0], now_millis());
+                      audit::AuditEvent event = audit_event(c, "client.delete");
+                      event.subject = c.params[0];
+                      event.error = failure_of(removed);
+                      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
+                      KEKD_RETURN_IF_ERROR(removed);
                       return json_response({{"client_id", c.params[0]}, {"deleted", true}});
                     }});
 }

@@ -119,30 +119,58 @@ using ItemFn = Result<Json> (*)(keys::Keyring&, const std::string&, const Json&)
 RouteHandler key_operation(Operation operation, ItemFn fn) {
   return [operation, fn](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
     const std::string& key = c.params[0];
+    const std::string_view name = operation_name(operation);
+    const std::string action = "key." + std::string(name);
     // Authorisation before anything else: a client learns nothing about keys it may not use.
     if (!allows(c.principal->grants, key, operation)) {
+      audit::AuditEvent event = audit_event(c, action);
+      event.key = key;
+      event.error = Code::kPermissionDenied;
+      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
       return Error(Code::kPermissionDenied,
                    "this client has no grant for that operation on '" + key + "'");
     }
-    // Each item's members are checked by fn; here only what a body of any operation may hold.
-    KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"items", "bytes", "context",
-                                                                   "plaintext", "ciphertext"}));
-    const std::string_view name = operation_name(operation);
+    // One audit event per item, with the version that did the work when there is one.
+    std::vector<audit::AuditEvent> events;
     auto run = [&](const Json& item) {
       Result<Json> r = fn(*s.keyring, key, item);
       s.metrics->observe_key_operation(name, r.ok() ? "ok" : code_name(r.error().code()));
+      audit::AuditEvent event = audit_event(c, action);
+      event.key = key;
+      if (r.ok()) event.version = (*r)["version"].get<std::uint32_t>();
+      event.error = failure_of(r);
+      events.push_back(std::move(event));
       return r;
     };
+    // A body that is not an operation at all (bad JSON, a bad batch shape) is still one refused
+    // operation in the log.
+    auto refuse = [&](Error error) -> Result<HttpResponse> {
+      audit::AuditEvent event = audit_event(c, action);
+      event.key = key;
+      event.error = error.code();
+      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
+      return error;
+    };
+    // Each item's members are checked by fn; here only what a body of any operation may hold.
+    Result<Json> parsed =
+        parse_object(c.request.body, {"items", "bytes", "context", "plaintext", "ciphertext"});
+    if (!parsed.ok()) return refuse(parsed.error());
+    const Json& body = *parsed;
     auto items = body.find("items");
     if (items == body.end()) {
-      KEKD_ASSIGN_OR_RETURN(Json result, run(body));
-      return json_response(result);
+      Result<Json> result = run(body);
+      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(events)));
+      KEKD_ASSIGN_OR_RETURN(Json answer, std::move(result));
+      return json_response(answer);
     }
-    if (body.size() != 1) return bad("a batch body has only 'items'");
-    if (!items->is_array() || items->empty()) return bad("'items' must be a non-empty array");
+    if (body.size() != 1) return refuse(bad("a batch body has only 'items'"));
+    if (!items->is_array() || items->empty()) {
+      return refuse(bad("'items' must be a non-empty array"));
+    }
     if (items->size() > kMaxBatch) {
-      return Error(Code::kPayloadTooLarge, "a batch has at most 1000 items");
+      return refuse(Error(Code::kPayloadTooLarge, "a batch has at most 1000 items"));
     }
+    events.reserve(items->size());
     Json results = Json::array();
     for (const Json& item : *items) {
       Result<Json> r = run(item);
@@ -156,6 +184,8 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
               {{"code", std::string(code_name(r.error().code()))}, {"message", message}}}});
       }
     }
+    // Answered only once every item's record is durable: one wait for the whole batch.
+    KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(events)));
     return json_response({{"items", std::move(results)}});
   };
 }

@@ -45,7 +45,12 @@ void Metrics::observe_auth_failure(std::string_view reason) {
 
 void Metrics::add_gauge(std::string name, std::string help, std::function<double()> read) {
   std::lock_guard lock(mu_);
-  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read)});
+  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read), "gauge"});
+}
+
+void Metrics::add_counter(std::string name, std::string help, std::function<double()> read) {
+  std::lock_guard lock(mu_);
+  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read), "counter"});
 }
 
 std::string Metrics::render() const {
@@ -93,7 +98,7 @@ std::string Metrics::render() const {
         << (found == auth_failures_.end() ? 0 : found->second) << "\n";
   }
   for (const Gauge& g : gauges_) {
-    out << "# HELP " << g.name << " " << g.help << "\n# TYPE " << g.name << " gauge\n"
+    out << "# HELP " << g.name << " " << g.help << "\n# TYPE " << g.name << " " << g.type << "\n"
         << g.name << " " << g.read() << "\n";
   }
   return out.str();

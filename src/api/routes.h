@@ -17,6 +17,9 @@ struct Api::Context {
   std::vector<std::string> params;  // the {placeholders} of the route, in order
   std::string query;                // after '?', undecoded
   std::optional<Principal> principal;
+  // Set once the handler has recorded the request's audit events: Api::handle then does not add
+  // an "auth.failure" record for a refusal the handler accounted for itself.
+  bool audited = false;
 
   // The value of name in the query string, or nullopt.
   std::optional<std::string> query_param(std::string_view name) const;
@@ -39,5 +42,23 @@ HttpResponse text_response(std::string body, std::string content_type);
 void add_ceremony_routes(std::vector<Route>& routes);
 void add_key_routes(std::vector<Route>& routes);
 void add_client_routes(std::vector<Route>& routes);
+void add_audit_routes(std::vector<Route>& routes);   // audit_routes.cc
+void add_backup_routes(std::vector<Route>& routes);  // backup_routes.cc
+
+// An audit event of this request: its request id and principal (the authenticated client, or
+// who the handler says it is), the action ("key.wrap", docs/audit.md), nothing else yet.
+audit::AuditEvent audit_event(const Api::Context& c, std::string action);
+
+// The error code of a failed result, std::nullopt for success: an audit event's outcome.
+template <typename R>
+std::optional<Code> failure_of(const R& result) {
+  return result.ok() ? std::nullopt : std::optional<Code>(result.error().code());
+}
+
+// Records the events and returns once they are durable. If the log cannot take them, kUnavailable
+// with a message saying so: the caller answers that instead of its result (503), because an
+// operation kekd cannot account for must not be reported as done.
+Status record_audit(const ApiServices& s, Api::Context& c, std::vector<audit::AuditEvent> events);
+Status record_audit(const ApiServices& s, Api::Context& c, audit::AuditEvent event);
 
 }  // namespace kekd::api

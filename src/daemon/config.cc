@@ -47,6 +47,8 @@ const std::set<std::string> kKnown = {"server",
                                       "ceremony.ttl",
                                       "ceremony.min_destroy_delay",
                                       "ceremony.default_destroy_delay",
+                                      "audit",
+                                      "audit.mode",
                                       "log",
                                       "log.level"};
 
@@ -178,6 +180,21 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   KEKD_RETURN_IF_ERROR(
       read_duration(root, "ceremony.default_destroy_delay", c.ceremony.default_destroy_delay));
   KEKD_RETURN_IF_ERROR(read(root, "log.level", c.log_level));
+  std::string audit_mode = "durable";
+  KEKD_RETURN_IF_ERROR(read(root, "audit.mode", audit_mode));
+  if (audit_mode == "durable") {
+    c.audit.mode = AuditMode::kDurable;
+  } else if (audit_mode == "async") {
+    c.audit.mode = AuditMode::kAsync;
+  } else if (audit_mode == "off") {
+#ifdef KEKD_BENCHMARK_AUDIT_OFF
+    c.audit.mode = AuditMode::kOff;
+#else
+    return bad("audit.mode = \"off\" exists only in benchmark builds (KEKD_BENCHMARK_AUDIT_OFF)");
+#endif
+  } else {
+    return bad("audit.mode must be \"durable\" or \"async\"");
+  }
 
   if (c.hsm.pin_file.empty() && c.hsm.pin_env.empty()) {
     return bad("set hsm.pin_file or hsm.pin_env: the PIN is never taken from the command line");

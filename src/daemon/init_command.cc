@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "kekd/audit/audit_log.h"
 #include "kekd/daemon/deployment.h"
 #include "kekd/daemon/operators_file.h"
 #include "kekd/quorum/operator_set.h"
@@ -60,6 +61,24 @@ Status run_init(const InitOptions& options) {
 
   Result<api::NewClient> admin = d.credentials->create(true, "[]", now_millis());
   if (!admin.ok()) return fail(admin.error());
+
+  // The deployment's first records: the genesis operator set and the admin client, signed by a
+  // checkpoint when the log closes.
+  {
+    KEKD_ASSIGN_OR_RETURN(std::unique_ptr<audit::AuditLog> log,
+                          audit::AuditLog::open(*d.store, *d.hsm, std::string(kSigningKeyLabel)));
+    audit::AuditEvent operators_event;
+    operators_event.principal = "kekd-init";
+    operators_event.action = "operators.init";
+    operators_event.subject = set.hash();
+    audit::AuditEvent admin_event;
+    admin_event.principal = "kekd-init";
+    admin_event.action = "client.create";
+    admin_event.subject = admin->client_id;
+    Status recorded = log->record_all({operators_event, admin_event});
+    if (recorded.ok()) recorded = log->close();
+    if (!recorded.ok()) return fail(recorded.error());
+  }
   std::string token = admin->token() + "\n";
   bool written = ::write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size()) &&
                  ::fsync(fd) == 0;

@@ -8,6 +8,7 @@
 
 #include "kekd/api/api.h"
 #include "kekd/api/server.h"
+#include "kekd/audit/audit_log.h"
 #include "kekd/daemon/commands.h"
 #include "kekd/daemon/deployment.h"
 #include "metered_hsm.h"
@@ -44,6 +45,40 @@ class Ticker {
   bool stop_ = false;
   std::thread thread_;
 };
+
+// audit.mode = "off" (benchmark builds only): every event is accepted and dropped.
+class DroppingSink final : public audit::AuditSink {
+ public:
+  Status record(audit::AuditEvent) override { return ok_status(); }
+  Status record_all(std::vector<audit::AuditEvent>) override { return ok_status(); }
+};
+
+// The audit log's counters and state in /metrics (docs/operations.md).
+void add_audit_metrics(api::Metrics& metrics, const audit::AuditLog& log) {
+  auto stat = [&log](auto member) {
+    return [&log, member] { return static_cast<double>(log.stats().*member); };
+  };
+  metrics.add_counter("kekd_audit_records_total", "Audit records committed since start.",
+                      stat(&audit::AuditStats::records));
+  metrics.add_counter("kekd_audit_transactions_total",
+                      "Store transactions (fsyncs) that committed them: group commit.",
+                      stat(&audit::AuditStats::transactions));
+  metrics.add_counter("kekd_audit_failed_records_total",
+                      "Audit records the store refused; their requests were answered 503.",
+                      stat(&audit::AuditStats::failed_records));
+  metrics.add_counter("kekd_audit_checkpoints_total", "Signed audit checkpoints since start.",
+                      stat(&audit::AuditStats::checkpoints));
+  metrics.add_counter("kekd_audit_failed_checkpoints_total",
+                      "Checkpoint attempts that failed (HSM or store); retried.",
+                      stat(&audit::AuditStats::failed_checkpoints));
+  metrics.add_gauge("kekd_audit_last_seq", "The sequence number of the last audit record.",
+                    stat(&audit::AuditStats::last_seq));
+  metrics.add_gauge("kekd_audit_unsigned_records",
+                    "Audit records not yet covered by a signed checkpoint.", [&log] {
+                      audit::AuditStats s = log.stats();
+                      return static_cast<double>(s.last_seq - s.last_checkpoint_seq);
+                    });
+}
 
 api::ServerOptions server_options(const Config& config) {
   api::ServerOptions o;
@@ -91,6 +126,28 @@ Status run_serve(const std::string& config_path) {
   hsm::Pkcs11Hsm& raw_hsm = *d.hsm;  // for session health; requests go through `metered`
   KEKD_RETURN_IF_ERROR(open_services(config, metered, d));
 
+  // The audit log opens before anything can happen that it must record: the reconciliation
+  // below may finish ceremonies.
+  std::unique_ptr<audit::AuditLog> audit_log;
+  DroppingSink dropping;
+  audit::AuditSink* audit_sink = &dropping;
+  if (config.audit.mode != AuditMode::kOff) {
+    audit::AuditOptions audit_options;
+    audit_options.durable = config.audit.mode == AuditMode::kDurable;
+    KEKD_ASSIGN_OR_RETURN(audit_log, audit::AuditLog::open(*d.store, metered,
+                                                           std::string(kSigningKeyLabel),
+                                                           std::move(audit_options)));
+    audit_sink = audit_log.get();
+    add_audit_metrics(metrics, *audit_log);
+    if (config.audit.mode == AuditMode::kAsync) {
+      spdlog::warn("audit.mode = async: requests are answered before their audit records are "
+                   "durable; a crash can lose the last records");
+    }
+  } else {
+    spdlog::warn("audit.mode = off (benchmark build): nothing is audited");
+  }
+  d.ceremonies->set_audit_sink(audit_sink);
+
   // Finish ceremonies that a crash interrupted mid-execution before serving anything.
   KEKD_RETURN_IF_ERROR(d.ceremonies->reconcile());
 
@@ -108,6 +165,9 @@ Status run_serve(const std::string& config_path) {
   services.credentials = d.credentials.get();
   services.metrics = &metrics;
   services.signing_key_label = std::string(kSigningKeyLabel);
+  services.audit = audit_sink;
+  services.audit_store = d.store.get();
+  services.backup_store = [&d](const std::string& path) { return d.store->backup_to(path); };
   services.readiness = [&raw_hsm] {
     api::Readiness r;
     if (!raw_hsm.healthy()) {
@@ -128,7 +188,7 @@ Status run_serve(const std::string& config_path) {
       }));
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });
-  Ticker ticker(*d.ceremonies);
+  auto ticker = std::make_unique<Ticker>(*d.ceremonies);
 
   spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",
                config.server.tls_cert.empty() ? "http" : "https", config.server.host,
@@ -138,6 +198,15 @@ Status run_serve(const std::string& config_path) {
   sigwait(&stop_signals, &signal);
   spdlog::info("signal {} received: draining in-flight requests", signal);
   server->stop(std::chrono::milliseconds(config.server.drain_timeout));
+  ticker.reset();
+  // After the last request and tick, before the token session closes: the final checkpoint
+  // covers everything recorded.
+  if (audit_log) {
+    Status closed = audit_log->close();
+    if (!closed.ok()) {
+      spdlog::error("audit: the final checkpoint failed: {}", closed.error().to_string());
+    }
+  }
   spdlog::info("stopped");
   return ok_status();
 }

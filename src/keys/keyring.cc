@@ -352,7 +352,9 @@ Status Keyring::change_state(const LifecycleMandate& mandate) {
   return ok_status();
 }
 
-Result<int> Keyring::destroy_due(store::UnixMillis now) {
+Result<int> Keyring::destroy_due(
+    store::UnixMillis now,
+    const std::function<void(const std::string& name, std::uint32_t version)>& on_destroyed) {
   std::lock_guard lock(lifecycle_mu_);
   int destroyed = 0;
   for (KeyInfo& info : list()) {
@@ -384,6 +386,7 @@ Result<int> Keyring::destroy_due(store::UnixMillis now) {
       v.updated_at = now;
       changed = true;
       ++destroyed;
+      if (on_destroyed) on_destroyed(info.record.name, v.version);
     }
     if (changed) {
       cache(std::move(info.record));

@@ -281,12 +281,28 @@ Result<Ceremony> CeremonyService::load(std::string_view id) {
   return ceremony_from_record(*record);
 }
 
+Status CeremonyService::record_step(std::string action, const Ceremony& c,
+                                    std::optional<Code> error) {
+  if (audit_ == nullptr) {
+    return ok_status();
+  }
+  audit::AuditEvent event;
+  event.principal = "kekd";
+  event.action = std::move(action);
+  if (!c.terms.key.empty()) event.key = c.terms.key;
+  event.version = c.terms.version;
+  event.subject = c.id();
+  event.error = error;
+  return audit_->record(std::move(event));
+}
+
 Status CeremonyService::expire(const Ceremony& c) {
   // finished-at is the moment it expired, whenever kekd noticed.
-  return store_.finish_ceremony(c.id(), CeremonyState::kOpen, CeremonyState::kExpired,
-                                c.terms.expires_at,
-                                "expired with " + std::to_string(c.approvals.size()) + " of " +
-                                    std::to_string(c.terms.threshold) + " approvals");
+  KEKD_RETURN_IF_ERROR(store_.finish_ceremony(
+      c.id(), CeremonyState::kOpen, CeremonyState::kExpired, c.terms.expires_at,
+      "expired with " + std::to_string(c.approvals.size()) + " of " +
+          std::to_string(c.terms.threshold) + " approvals"));
+  return record_step("ceremony.expire", c, std::nullopt);
 }
 
 Result<Ceremony> CeremonyService::approve(std::string_view id, std::string_view operator_name,
@@ -374,6 +390,7 @@ Result<Ceremony> CeremonyService::execute(const Ceremony& c, bool resume) {
           c.id(), store::OperatorSetRecord{next.hash(), next.canonical(), next.threshold}, clock_(),
           result, kSetChangedResult);
       if (changed.ok()) {
+        KEKD_RETURN_IF_ERROR(record_step("ceremony.execute", c, std::nullopt));
         return load(c.id());
       }
       outcome = changed.error();
@@ -387,12 +404,14 @@ Result<Ceremony> CeremonyService::execute(const Ceremony& c, bool resume) {
     // resume, which the keyring recognises as done.
     KEKD_RETURN_IF_ERROR(store_.finish_ceremony(
         c.id(), CeremonyState::kExecuting, CeremonyState::kExecuted, clock_(), one_line(*outcome)));
+    KEKD_RETURN_IF_ERROR(record_step("ceremony.execute", c, std::nullopt));
   } else if (is_transient(outcome.error())) {
     return outcome.error();  // stays executing; tick() retries
   } else {
     KEKD_RETURN_IF_ERROR(store_.finish_ceremony(c.id(), CeremonyState::kExecuting,
                                                 CeremonyState::kFailed, clock_(),
                                                 one_line(outcome.error().message())));
+    KEKD_RETURN_IF_ERROR(record_step("ceremony.execute", c, outcome.error().code()));
   }
   return load(c.id());
 }
@@ -438,7 +457,16 @@ Status CeremonyService::tick() {
     keep_first(open.error());
   }
   keep_first(execute_all_executing());
-  Result<int> destroyed = keyring_.destroy_due(now);
+  Result<int> destroyed =
+      keyring_.destroy_due(now, [&](const std::string& name, std::uint32_t version) {
+        if (audit_ == nullptr) return;
+        audit::AuditEvent event;
+        event.principal = "kekd";
+        event.action = "key.destroy";
+        event.key = name;
+        event.version = version;
+        keep_first(audit_->record(std::move(event)));
+      });
   if (!destroyed.ok()) {
     keep_first(destroyed.error());
   }

@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "kekd/api/credentials.h"
+#include "kekd/audit/sink.h"
 #include "kekd/api/http_message.h"
 #include "kekd/api/metrics.h"
 #include "kekd/hsm/hsm.h"
 #include "kekd/keys/keyring.h"
+#include "kekd/store/audit_store.h"
 
 namespace kekd::quorum {
 class CeremonyService;
@@ -34,6 +36,12 @@ struct ApiServices {
   Metrics* metrics = nullptr;
   std::function<Readiness()> readiness;
   std::string signing_key_label;  // kekd's audit/transcript signing key in the token
+  // Every key operation, client change, ceremony step and refused credential is recorded here
+  // before it is answered (DESIGN §9); a request whose record fails is answered 503.
+  audit::AuditSink* audit = nullptr;
+  store::AuditStore* audit_store = nullptr;  // what GET /v1/audit reads
+  // Writes a consistent copy of the store to a new file at the path (GET /v1/backup).
+  std::function<Status(const std::string& path)> backup_store;
 };
 
 class Api {

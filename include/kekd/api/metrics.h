@@ -27,6 +27,8 @@ class Metrics {
   // right (permission_denied).
   void observe_auth_failure(std::string_view reason);
   void add_gauge(std::string name, std::string help, std::function<double()> read);
+  // A counter kept elsewhere (the audit log's), read when /metrics is rendered.
+  void add_counter(std::string name, std::string help, std::function<double()> read);
 
   std::string render() const;
 
@@ -41,6 +43,7 @@ class Metrics {
   struct Gauge {
     std::string name, help;
     std::function<double()> read;
+    const char* type;  // "gauge" or "counter"
   };
 
   mutable std::mutex mu_;

@@ -44,12 +44,24 @@ struct CeremonyConfig {
   UnixMillis default_destroy_delay = 30 * 86'400'000LL;
 };
 
+// How requests wait for their audit records (docs/audit.md, "Durability").
+enum class AuditMode {
+  kDurable,  // answered only once the record is durable (the default, DESIGN §9)
+  kAsync,    // answered once the record is queued: a crash can lose the last records
+  kOff,      // no records at all: only in builds for benchmarks (KEKD_BENCHMARK_AUDIT_OFF)
+};
+
+struct AuditConfig {
+  AuditMode mode = AuditMode::kDurable;
+};
+
 struct Config {
   std::string path;  // the file it was loaded from
   ServerConfig server;
   HsmConfig hsm;
   std::string store_path = "var/kekd.db";
   CeremonyConfig ceremony;
+  AuditConfig audit;
   std::string log_level = "info";
 };
 

@@ -104,7 +104,9 @@ class Keyring {
   // destroyed. The waiting period was approved by the ceremony that scheduled it, so this needs
   // no mandate. Returns how many versions it destroyed; stops at the first failure, leaving the
   // rest for the next call.
-  Result<int> destroy_due(store::UnixMillis now);
+  Result<int> destroy_due(
+      store::UnixMillis now,
+      const std::function<void(const std::string& name, std::uint32_t version)>& on_destroyed = {});
 
  private:
   Keyring(hsm::Hsm& hsm, store::MetadataStore& store, Clock clock)

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kekd/audit/sink.h"
 #include "kekd/common/error.h"
 #include "kekd/common/time.h"
 #include "kekd/hsm/hsm.h"
@@ -72,6 +73,13 @@ class CeremonyService {
   static Result<std::unique_ptr<CeremonyService>> open(store::CeremonyStore& store,
                                                        keys::Keyring& keyring, hsm::Hsm& hsm,
                                                        CeremonyOptions options, Clock clock);
+
+  // Where the steps kekd takes by itself are recorded (docs/audit.md): "ceremony.execute" when an
+  // execution ends (executed, or failed for good), "ceremony.expire", and "key.destroy" for each
+  // version destroyed when its destroy-after passes. The API records the steps requested over
+  // HTTP. A record that fails is logged and returned from the call that took the step; the step
+  // itself stands. Set once, before the service is used; none while null.
+  void set_audit_sink(audit::AuditSink* sink) { audit_ = sink; }
 
   // Installs the genesis operator set (kekd init). The set must come from make_operator_set,
   // which applies the threshold-1 rule with the caller's force flag. kFailedPrecondition if a
@@ -142,6 +150,8 @@ class CeremonyService {
   // Carries out an executing ceremony and records its outcome; returns it as stored after.
   Result<Ceremony> execute(const Ceremony& c, bool resume);
   Status execute_all_executing();
+  // Records one step kekd took by itself (principal "kekd", no request id).
+  Status record_step(std::string action, const Ceremony& c, std::optional<Code> error);
 
   std::mutex mu_;
   store::CeremonyStore& store_;
@@ -150,6 +160,7 @@ class CeremonyService {
   CeremonyExecutor executor_;
   CeremonyOptions options_;
   Clock clock_;
+  audit::AuditSink* audit_ = nullptr;
 };
 
 }  // namespace kekd::quorum
