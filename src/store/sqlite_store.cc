@@ -300,6 +300,23 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) 
   return store;
 }
 
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open_read_only(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  if (rc != SQLITE_OK) {
+    return sqlite_error(db, rc, "open " + path + " for reading");
+  }
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  KEKD_ASSIGN_OR_RETURN(std::int64_t version, user_version(db));
+  if (version != current_schema_version()) {
+    return Error(Code::kFailedPrecondition,
+                 "store: " + path + " has schema version " + std::to_string(version) +
+                     "; this build reads version " + std::to_string(current_schema_version()));
+  }
+  return store;
+}
+
 int SqliteStore::current_schema_version() { return static_cast<int>(std::size(kMigrations)); }
 
 SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}

@@ -28,6 +28,11 @@ class SqliteStore final : public MetadataStore,
   // Opens (creating if needed) the database at path and migrates it to the current schema.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
 
+  // Opens an existing database for reading only (`kekctl audit verify --store`, on a live store
+  // or a backup): nothing is created or migrated. kFailedPrecondition if its schema is not the
+  // one this build writes; writes through it fail.
+  static Result<std::unique_ptr<SqliteStore>> open_read_only(const std::string& path);
+
   // The schema version this build writes.
   static int current_schema_version();
 
@@ -72,6 +77,10 @@ class SqliteStore final : public MetadataStore,
 
   // The schema version of the open file (after migration, equal to current_schema_version()).
   Result<int> schema_version();
+
+  // Writes a consistent copy of the whole database to a new file at path (SQLite's online backup
+  // API), while other calls go on (src/store/sqlite_backup.cc).
+  Status backup_to(const std::string& path);
 
  private:
   explicit SqliteStore(sqlite3* db);
