@@ -23,5 +23,7 @@ inline void on_run(CLI::App* command, Action& slot, Action action) {
 void add_key_commands(CLI::App& app, Action& slot);     // keys, datakey, wrap, unwrap, rewrap
 void add_client_commands(CLI::App& app, Action& slot);  // clients create|list|delete
 void add_seal_commands(CLI::App& app, Action& slot);    // sealed files (seal_commands.cc)
+void add_audit_commands(CLI::App& app, Action& slot);   // audit export|verify
+void add_backup_commands(CLI::App& app, Action& slot);  // backup (backup_command.cc)
 
 }  // namespace kekd::cli

@@ -76,42 +76,55 @@ Error api_error(const api::ClientResponse& response) {
 
 }  // namespace
 
-KekdClient::KekdClient(Connection connection) : connection_(std::move(connection)) {}
+KekdClient::KekdClient(Result<Connection> connection) : connection_(std::move(connection)) {}
 KekdClient::~KekdClient() = default;
 
-Result<Json> KekdClient::call(std::string_view method, std::string target, const Json* body) {
+Result<api::ClientResponse> KekdClient::send(std::string_view method, const std::string& target,
+                                             std::string body, std::string_view content_type) {
+  if (!connection_.ok()) {
+    scrub(body);
+    return connection_.error();
+  }
   if (!http_) {
-    KEKD_ASSIGN_OR_RETURN(http_, api::HttpClient::create(connection_.endpoint));
+    KEKD_ASSIGN_OR_RETURN(http_, api::HttpClient::create(connection_->endpoint));
   }
   std::map<std::string, std::string> headers = {{"Accept", "application/json"},
                                                 {"User-Agent", "kekctl/" KEKD_VERSION}};
-  std::string text;
-  if (body != nullptr) {
-    text = body->dump();
-    headers["Content-Type"] = "application/json";
-  }
-  if (!connection_.token.empty()) {
+  if (!content_type.empty()) headers["Content-Type"] = std::string(content_type);
+  if (!connection_->token.empty()) {
     headers["Authorization"] =
-        "Bearer " + std::string(connection_.token.begin(), connection_.token.end());
+        "Bearer " + std::string(connection_->token.begin(), connection_->token.end());
   }
-  Result<api::ClientResponse> response = http_->request(method, target, text, headers);
+  Result<api::ClientResponse> response = http_->request(method, target, body, headers);
   // Request bodies may hold plaintexts, the header the token: neither outlives the call.
-  scrub(text);
+  scrub(body);
   if (auto it = headers.find("Authorization"); it != headers.end()) scrub(it->second);
   if (!response.ok()) return response.error();
-
   if (response->status < 200 || response->status > 299) return api_error(*response);
+  return response;
+}
+
+Result<Json> KekdClient::call(std::string_view method, std::string target, const Json* body) {
+  std::string text;
+  if (body != nullptr) text = body->dump();
+  KEKD_ASSIGN_OR_RETURN(api::ClientResponse response,
+                        send(method, target, std::move(text),
+                             body != nullptr ? "application/json" : ""));
   Json answer;
-  if (!response->body.empty()) {
-    answer = Json::parse(response->body, nullptr, false);
-    scrub(response->body);
+  if (!response.body.empty()) {
+    answer = Json::parse(response.body, nullptr, false);
+    scrub(response.body);
     if (answer.is_discarded()) {
-      return Error(Code::kInternal, "the answer from " + connection_.endpoint.url + target +
-                                        " is not JSON (status " + std::to_string(response->status) +
+      return Error(Code::kInternal, "the answer from " + connection_->endpoint.url + target +
+                                        " is not JSON (status " + std::to_string(response.status) +
                                         ")");
     }
   }
   return answer;
+}
+
+Result<api::ClientResponse> KekdClient::fetch(std::string_view method, std::string target) {
+  return send(method, target, std::string(), "");
 }
 
 std::string path_segment(std::string_view text) {

@@ -16,7 +16,9 @@ namespace kekd::cli {
 
 class KekdClient {
  public:
-  explicit KekdClient(Connection connection);
+  // A connection that could not be resolved (no token, a bad --cacert) is an error of the first
+  // call, so that commands that never call kekd (`audit verify`) run without one.
+  explicit KekdClient(Result<Connection> connection);
   ~KekdClient();
   KekdClient(const KekdClient&) = delete;
   KekdClient& operator=(const KekdClient&) = delete;
@@ -28,8 +30,15 @@ class KekdClient {
   Result<nlohmann::json> call(std::string_view method, std::string target,
                               const nlohmann::json* body);
 
+  // A request without a body whose answer is not JSON (a backup, a PEM): the response as it is
+  // for a 2xx, the same Error as call() otherwise.
+  Result<api::ClientResponse> fetch(std::string_view method, std::string target);
+
  private:
-  Connection connection_;
+  Result<api::ClientResponse> send(std::string_view method, const std::string& target,
+                                   std::string body, std::string_view content_type);
+
+  Result<Connection> connection_;
   std::unique_ptr<api::HttpClient> http_;
 };
 

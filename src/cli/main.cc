@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   add_key_commands(app, action);
   add_client_commands(app, action);
   add_seal_commands(app, action);
+  add_audit_commands(app, action);
+  add_backup_commands(app, action);
 
   try {
     app.parse(argc, argv);
@@ -40,12 +42,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  kekd::Result<Connection> connection = resolve_connection(options);
-  if (!connection.ok()) {
-    std::cerr << "kekctl: " << connection.error().message() << "\n";
-    return 1;
-  }
-  KekdClient client(std::move(connection).value());
+  KekdClient client(resolve_connection(options));
   kekd::Status status = action(client);
   if (!status.ok()) {
     std::cerr << "kekctl: " << status.error().message() << "\n";

@@ -22,6 +22,7 @@
 #include "context_option.h"
 #include "kekd/seal/sealed_file.h"
 #include "output.h"
+#include "pending_output.h"
 
 namespace kekd::cli {
 namespace {
@@ -85,57 +86,6 @@ class ProgressBar {
   bool shown_;
   std::uint64_t done_ = 0;
   int last_percent_ = -1;
-};
-
-// The output under construction: a temporary file beside it, removed unless committed.
-class PendingOutput {
- public:
-  static Result<std::unique_ptr<PendingOutput>> create(const std::string& path, mode_t mode) {
-    std::filesystem::path target(path);
-    std::string temp =
-        (target.has_parent_path() ? target.parent_path() / "" : std::filesystem::path()).string() +
-        "." + target.filename().string() + ".kekctl-XXXXXX";
-    int fd = ::mkstemp(temp.data());  // mode 0600 from the start: it may receive a plaintext
-    if (fd < 0) return file_error("create a temporary file for", path, errno);
-    ::close(fd);
-    auto pending = std::unique_ptr<PendingOutput>(new PendingOutput(path, temp, mode));
-    pending->stream.open(temp, std::ios::binary | std::ios::trunc);
-    if (!pending->stream) return file_error("write", temp, errno);
-    return pending;
-  }
-
-  ~PendingOutput() {
-    if (!committed_) {
-      stream.close();
-      ::unlink(temp_.c_str());
-    }
-  }
-
-  // Flushes the data to disk, gives the file its mode and its name.
-  Status commit() {
-    stream.close();
-    if (stream.fail()) return file_error("write", path_, EIO);
-    int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return file_error("reopen", temp_, errno);
-    const bool synced = ::fsync(fd) == 0 && ::fchmod(fd, mode_) == 0;
-    const int err = errno;
-    ::close(fd);
-    if (!synced) return file_error("flush", temp_, err);
-    if (::rename(temp_.c_str(), path_.c_str()) != 0)
-      return file_error("rename the output to", path_, errno);
-    committed_ = true;
-    return ok_status();
-  }
-
-  std::ofstream stream;
-
- private:
-  PendingOutput(std::string path, std::string temp, mode_t mode)
-      : path_(std::move(path)), temp_(std::move(temp)), mode_(mode) {}
-  std::string path_;
-  std::string temp_;
-  mode_t mode_;
-  bool committed_ = false;
 };
 
 Result<std::uint64_t> open_input(const std::string& path, std::ifstream& in) {
