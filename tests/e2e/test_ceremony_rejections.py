@@ -20,7 +20,7 @@ def b64(path):
 
 class CeremonyRejections(E2ETest):
     def setUp(self):
-        self.d = self.deployment(ttl="4s").start()
+        self.d = self.deployment(ttl="8s").start()
         self.id = self.d.script("propose.sh", "create-key", "demo").stdout.strip()
         self.statement = self.d.statement(self.id)
 
@@ -98,7 +98,7 @@ class CeremonyRejections(E2ETest):
 
     def test_approval_on_expired_ceremony_is_rejected(self):
         sig = b64(self.d.sign(self.statement, "alice"))
-        time.sleep(5)  # ttl is 4s in this deployment
+        time.sleep(9)  # ttl is 8s in this deployment: long enough for the other tests on a busy machine
         self.assertError(self.approve(self.id, "alice", sig), 409, "failed_precondition")
         self.assertEqual(self.snapshot()["state"], "expired")
         self.assertEqual(self.snapshot()["approvals"], [])
