@@ -57,23 +57,6 @@ Json key_json(const keys::KeyInfo& info) {
   return key;
 }
 
-// The client id a refused credential claims, for its audit record: the part before the '.' when
-// it has the shape of a client id, so that a pasted secret (or anything else) is never recorded.
-std::string claimed_client_id(std::string_view authorization) {
-  constexpr std::string_view kScheme = "Bearer ";
-  if (!authorization.starts_with(kScheme)) return "";
-  std::string_view token = authorization.substr(kScheme.size());
-  std::string_view id = token.substr(0, token.find('.'));
-  if (id.size() == token.size() || id.size() != 24 ||
-      !(id.starts_with("cli_") || id.starts_with("adm_"))) {
-    return "";
-  }
-  for (char ch : id.substr(4)) {
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return "";
-  }
-  return std::string(id);
-}
-
 void add_core_routes(std::vector<Route>& routes) {
   routes.push_back({"GET", "/v1/health", Access::kAnyone,
                     [](const ApiServices&, Api::Context&) -> Result<HttpResponse> {
@@ -228,7 +211,7 @@ HttpResponse Api::handle(const HttpRequest& request) {
     // recorded, the answer is 503 like for every other request the log cannot account for.
     if (!context.audited) {
       audit::AuditEvent event = audit_event(context, "auth.failure");
-      if (!context.principal) event.principal = claimed_client_id(request.header("authorization"));
+      if (!context.principal) event.principal = Credentials::claimed_client_id(request.header("authorization"));
       event.subject = request.method + " " + (found != nullptr ? found->route.pattern : "unmatched");
       event.error = result.error().code();
       Status recorded = record_audit(services_, context, std::move(event));

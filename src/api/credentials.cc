@@ -10,6 +10,8 @@ namespace kekd::api {
 namespace {
 
 constexpr std::size_t kSecretBytes = 32;
+constexpr std::size_t kIdBytes = 10;  // hex-encoded after the "cli_" or "adm_" prefix
+constexpr std::string_view kScheme = "Bearer ";
 
 Error unauthenticated() { return Error(Code::kUnauthenticated, "missing or invalid credentials"); }
 
@@ -49,7 +51,7 @@ Status Credentials::create_token_key(hsm::Hsm& hsm) {
 }
 
 Result<NewClient> Credentials::create(bool admin, std::string grants_json, UnixMillis now) {
-  KEKD_ASSIGN_OR_RETURN(SecretBytes id_bytes, hsm_.random(10));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes id_bytes, hsm_.random(kIdBytes));
   KEKD_ASSIGN_OR_RETURN(SecretBytes raw, hsm_.random(kSecretBytes));
   NewClient client;
   client.client_id = (admin ? "adm_" : "cli_") + to_hex(id_bytes);
@@ -70,8 +72,21 @@ Result<NewClient> Credentials::create(bool admin, std::string grants_json, UnixM
   return client;
 }
 
+std::string Credentials::claimed_client_id(std::string_view authorization) {
+  if (!authorization.starts_with(kScheme)) return "";
+  std::string_view token = authorization.substr(kScheme.size());
+  std::string_view id = token.substr(0, token.find('.'));
+  if (id.size() == token.size() || id.size() != 4 + 2 * kIdBytes ||
+      !(id.starts_with("cli_") || id.starts_with("adm_"))) {
+    return "";
+  }
+  for (char ch : id.substr(4)) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return "";
+  }
+  return std::string(id);
+}
+
 Result<Principal> Credentials::authenticate(std::string_view authorization) {
-  constexpr std::string_view kScheme = "Bearer ";
   if (!authorization.starts_with(kScheme)) {
     return unauthenticated();
   }

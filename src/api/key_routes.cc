@@ -121,15 +121,6 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
     const std::string& key = c.params[0];
     const std::string_view name = operation_name(operation);
     const std::string action = "key." + std::string(name);
-    // Authorisation before anything else: a client learns nothing about keys it may not use.
-    if (!allows(c.principal->grants, key, operation)) {
-      audit::AuditEvent event = audit_event(c, action);
-      event.key = key;
-      event.error = Code::kPermissionDenied;
-      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
-      return Error(Code::kPermissionDenied,
-                   "this client has no grant for that operation on '" + key + "'");
-    }
     // One audit event per item, with the version that did the work when there is one.
     std::vector<audit::AuditEvent> events;
     auto run = [&](const Json& item) {
@@ -142,8 +133,8 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
       events.push_back(std::move(event));
       return r;
     };
-    // A body that is not an operation at all (bad JSON, a bad batch shape) is still one refused
-    // operation in the log.
+    // A request refused as a whole (no grant, a body that is not an operation at all) is still
+    // one refused operation in the log.
     auto refuse = [&](Error error) -> Result<HttpResponse> {
       audit::AuditEvent event = audit_event(c, action);
       event.key = key;
@@ -151,6 +142,11 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
       KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
       return error;
     };
+    // Authorisation before anything else: a client learns nothing about keys it may not use.
+    if (!allows(c.principal->grants, key, operation)) {
+      return refuse(Error(Code::kPermissionDenied,
+                          "this client has no grant for that operation on '" + key + "'"));
+    }
     // Each item's members are checked by fn; here only what a body of any operation may hold.
     Result<Json> parsed =
         parse_object(c.request.body, {"items", "bytes", "context", "plaintext", "ciphertext"});

@@ -52,6 +52,11 @@ class Credentials {
   // that the answer does not reveal whether the client id exists.
   Result<Principal> authenticate(std::string_view authorization);
 
+  // The client id a refused Authorization header claims, for its audit record: the part of
+  // "Bearer <client-id>.<secret>" before the '.' when it has the shape create() gives ids, else
+  // "". A pasted secret, or anything else, is never returned.
+  static std::string claimed_client_id(std::string_view authorization);
+
   // The clients that are not deleted, oldest first.
   Result<std::vector<store::ClientRecord>> list();
 
