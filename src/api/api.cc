@@ -1,6 +1,7 @@
 #include "kekd/api/api.h"
 
 #include <chrono>
+#include <future>
 
 #include "errors.h"
 #include "kekd/common/time.h"
@@ -158,7 +159,7 @@ Api::Api(ApiServices services) : services_(std::move(services)), routes_(new Rou
 
 Api::~Api() = default;
 
-HttpResponse Api::handle(const HttpRequest& request) {
+void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
   const auto started = std::chrono::steady_clock::now();
   std::string_view target = request.target;
   std::size_t q = target.find('?');
@@ -224,10 +225,37 @@ HttpResponse Api::handle(const HttpRequest& request) {
     response.headers.emplace_back("Allow", allowed);
   }
   response.route = found != nullptr ? found->route.pattern : "unmatched";
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  services_.metrics->observe_request(response.route, request.method, response.status, seconds);
-  return response;
+  auto finish = [metrics = services_.metrics, started, method = request.method,
+                 done = std::move(done)](HttpResponse response) {
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    metrics->observe_request(response.route, method, response.status, seconds);
+    done(std::move(response));
+  };
+  if (context.audit_events.empty()) {
+    finish(std::move(response));
+    return;
+  }
+  // The answer leaves only once its records are durable; no thread waits for that meanwhile.
+  services_.audit->submit(
+      std::move(context.audit_events),
+      [finish = std::move(finish), response = std::move(response),
+       request_id = request.request_id](Status recorded) mutable {
+        if (recorded.ok()) {
+          finish(std::move(response));
+          return;
+        }
+        HttpResponse refused = error_response(audit_unavailable(recorded.error()), request_id);
+        refused.route = response.route;
+        finish(std::move(refused));
+      });
+}
+
+HttpResponse Api::handle(const HttpRequest& request) {
+  std::promise<HttpResponse> answer;
+  std::future<HttpResponse> future = answer.get_future();
+  handle(request, [&answer](HttpResponse response) { answer.set_value(std::move(response)); });
+  return future.get();
 }
 
 }  // namespace kekd::api

@@ -20,6 +20,8 @@ struct Api::Context {
   // Set once the handler has recorded the request's audit events: Api::handle then does not add
   // an "auth.failure" record for a refusal the handler accounted for itself.
   bool audited = false;
+  // What record_audit collected; Api::handle submits them and answers once they are durable.
+  std::vector<audit::AuditEvent> audit_events = {};
 
   // The value of name in the query string, or nullopt.
   std::optional<std::string> query_param(std::string_view name) const;
@@ -55,10 +57,14 @@ std::optional<Code> failure_of(const R& result) {
   return result.ok() ? std::nullopt : std::optional<Code>(result.error().code());
 }
 
-// Records the events and returns once they are durable. If the log cannot take them, kUnavailable
-// with a message saying so: the caller answers that instead of its result (503), because an
-// operation kekd cannot account for must not be reported as done.
+// Adds the events to the request's records. Api::handle submits them once the handler is done
+// and answers only when they are durable; if the log cannot take them, the answer is 503 instead
+// of the handler's, because an operation kekd cannot account for must not be reported as done.
+// (A Status so that handlers need not care whether recording waits; today it never fails.)
 Status record_audit(const ApiServices& s, Api::Context& c, std::vector<audit::AuditEvent> events);
 Status record_audit(const ApiServices& s, Api::Context& c, audit::AuditEvent event);
+
+// The answer to a request whose records the log refused (503).
+Error audit_unavailable(const Error& error);
 
 }  // namespace kekd::api

@@ -170,17 +170,20 @@ class Session {
     state_->in_flight++;
     net::post(*state_->workers, [self = derived().shared_from_this(),
                                  request = std::move(request)]() mutable {
-      HttpResponse response;
+      // Back to this connection's strand to write, from whichever thread answers.
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      Responder respond = [self, answered, id = request.request_id](HttpResponse response) {
+        if (answered->exchange(true)) return;
+        auto& stream = self->derived().stream();
+        net::post(stream.get_executor(), [self, response = std::move(response), id]() mutable {
+          self->write(std::move(response), id, true);
+        });
+      };
       try {
-        response = self->state_->handler(request);
+        self->state_->handler(request, respond);
       } catch (const std::exception&) {
-        response = error_response(Error(Code::kInternal, "internal error"), request.request_id);
+        respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
       }
-      auto& stream = self->derived().stream();
-      net::post(stream.get_executor(), [self, response = std::move(response),
-                                        id = std::move(request.request_id)]() mutable {
-        self->write(std::move(response), id, true);
-      });
     });
   }
 

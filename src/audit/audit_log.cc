@@ -83,33 +83,61 @@ Status AuditLog::record(AuditEvent event) {
   return record_all(std::move(events));
 }
 
+Status AuditLog::enqueue(std::vector<AuditEvent>& events, Waiter* waiter,
+                         std::unique_lock<std::mutex>& lock) {
+  for (AuditEvent& event : events) {
+    room_cv_.wait(lock, [&] { return closing_ || queue_.size() < options_.max_queue; });
+    if (closing_) {
+      return Error(Code::kUnavailable, "audit: the log is closed");
+    }
+    queue_.push_back(Entry{std::move(event), options_.durable ? waiter : nullptr});
+    if (options_.durable) {
+      ++waiter->pending;
+    }
+    work_cv_.notify_one();
+  }
+  return ok_status();
+}
+
 Status AuditLog::record_all(std::vector<AuditEvent> events) {
   // Every event is checked before any is queued, so that a bad one records nothing.
   for (AuditEvent& event : events) {
     KEKD_ASSIGN_OR_RETURN(event, normalize(std::move(event)));
   }
   Waiter waiter;
-  waiter.pending = events.size();
   std::unique_lock lock(mu_);
-  for (AuditEvent& event : events) {
-    room_cv_.wait(lock, [&] { return closing_ || queue_.size() < options_.max_queue; });
-    if (closing_) {
-      // Events queued before stay queued and are committed; the caller still hears of the ones
-      // that are not.
-      waiter.status = Error(Code::kUnavailable, "audit: the log is closed");
-      waiter.pending -= static_cast<std::size_t>(&events.back() - &event) + 1;
-      break;
-    }
-    queue_.push_back(Entry{std::move(event), options_.durable ? &waiter : nullptr});
-    if (!options_.durable) {
-      --waiter.pending;
-    }
-    work_cv_.notify_one();
-  }
+  Status queued = enqueue(events, &waiter, lock);
   // The writer counts pending down under mu_ and never touches the waiter once it is 0, so it
-  // can live on this stack.
+  // can live on this stack. Events queued before a close are still committed: wait for them.
   waiter.done.wait(lock, [&] { return waiter.pending == 0; });
-  return waiter.status;
+  return queued.ok() ? waiter.status : queued;
+}
+
+void AuditLog::submit(std::vector<AuditEvent> events, std::function<void(Status)> on_durable) {
+  for (AuditEvent& event : events) {
+    Result<AuditEvent> normalized = normalize(std::move(event));
+    if (!normalized.ok()) {
+      on_durable(normalized.error());
+      return;
+    }
+    event = std::move(*normalized);
+  }
+  // pending starts at 1, for this call: the writer cannot finish the waiter while events are
+  // still being queued (enqueue may wait for room, releasing the lock).
+  auto* waiter = new Waiter;
+  waiter->pending = 1;
+  waiter->on_durable = std::move(on_durable);
+  std::unique_lock lock(mu_);
+  Status queued = enqueue(events, waiter, lock);
+  if (!queued.ok() && waiter->status.ok()) {
+    waiter->status = queued;
+  }
+  if (--waiter->pending > 0) {
+    return;  // the writer calls it back and deletes it after the last commit
+  }
+  lock.unlock();
+  waiter->on_durable(waiter->status);  // everything committed already, or nothing queued
+  delete waiter;
 }
 
 void AuditLog::write_loop() {
@@ -127,6 +155,7 @@ void AuditLog::write_loop() {
     queue_.erase(queue_.begin(), queue_.begin() + n);
     lock.unlock();
     Status status = commit(batch);
+    std::vector<Waiter*> finished;  // submit()'s callers whose last event this batch was
     lock.lock();
     for (Entry& entry : batch) {
       if (entry.waiter != nullptr) {
@@ -134,7 +163,11 @@ void AuditLog::write_loop() {
           entry.waiter->status = status;
         }
         if (--entry.waiter->pending == 0) {
-          entry.waiter->done.notify_one();  // under mu_: the waiter outlives this call
+          if (entry.waiter->on_durable) {
+            finished.push_back(entry.waiter);
+          } else {
+            entry.waiter->done.notify_one();  // under mu_: the waiter outlives this call
+          }
         }
       }
     }
@@ -148,6 +181,14 @@ void AuditLog::write_loop() {
       stats_.failed_records += batch.size();
     }
     room_cv_.notify_all();  // callers waiting for room in the queue (only with durable = false)
+    if (!finished.empty()) {
+      lock.unlock();
+      for (Waiter* waiter : finished) {
+        waiter->on_durable(waiter->status);
+        delete waiter;
+      }
+      lock.lock();
+    }
   }
 }
 

@@ -51,6 +51,9 @@ class DroppingSink final : public audit::AuditSink {
  public:
   Status record(audit::AuditEvent) override { return ok_status(); }
   Status record_all(std::vector<audit::AuditEvent>) override { return ok_status(); }
+  void submit(std::vector<audit::AuditEvent>, std::function<void(Status)> on_durable) override {
+    on_durable(ok_status());
+  }
 };
 
 // The audit log's counters and state in /metrics (docs/operations.md).
@@ -180,11 +183,14 @@ Status run_serve(const std::string& config_path) {
 
   KEKD_ASSIGN_OR_RETURN(
       std::unique_ptr<api::HttpServer> server,
-      api::HttpServer::start(server_options(config), [&api](const api::HttpRequest& request) {
-        api::HttpResponse response = api.handle(request);
-        spdlog::debug("request id={} method={} route={} status={}", request.request_id,
-                      request.method, response.route, response.status);
-        return response;
+      api::HttpServer::start(server_options(config), [&api](const api::HttpRequest& request,
+                                                             api::Responder respond) {
+        api.handle(request, [respond = std::move(respond), id = request.request_id,
+                             method = request.method](api::HttpResponse response) {
+          spdlog::debug("request id={} method={} route={} status={}", id, method, response.route,
+                        response.status);
+          respond(std::move(response));
+        });
       }));
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });

@@ -49,6 +49,11 @@ class Api {
   explicit Api(ApiServices services);
   ~Api();
 
+  // Answers the request through `done`, once the request's audit records are durable: on this
+  // thread when there are none, else on the audit log's thread (ApiServices::audit).
+  void handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
+
+  // The same, waiting for the answer (tests, tools).
   HttpResponse handle(const HttpRequest& request);
 
   struct Context;

@@ -36,7 +36,10 @@ struct ServerOptions {
   std::string client_ca;
 };
 
-using Handler = std::function<HttpResponse(const HttpRequest&)>;
+// Answers a request by calling the responder exactly once, from any thread, now or later (when
+// the request's audit records are durable): the worker that ran the handler is free meanwhile.
+using Responder = std::function<void(HttpResponse)>;
+using Handler = std::function<void(const HttpRequest&, Responder)>;
 
 class HttpServer {
  public:

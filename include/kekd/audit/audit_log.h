@@ -85,6 +85,7 @@ class AuditLog final : public AuditSink {
 
   // As record(), for several events queued together and waited for once (AuditSink).
   Status record_all(std::vector<AuditEvent> events) override;
+  void submit(std::vector<AuditEvent> events, std::function<void(Status)> on_durable) override;
 
   // Commits everything queued, stops the threads and signs a final checkpoint if the head is not
   // covered yet. Returns the outcome of that checkpoint. Idempotent; safe from any thread.
@@ -97,10 +98,13 @@ class AuditLog final : public AuditSink {
   // down, keeps the first error, and wakes this caller alone when none is left. (One condition
   // variable for all callers would wake every waiting request thread at every commit: on a
   // small machine that herd costs more than the commit.)
+  // submit()'s waiter lives on the heap and carries a callback instead: the writer calls it,
+  // outside the lock, and deletes the waiter.
   struct Waiter {
     std::size_t pending = 0;
     Status status;
     std::condition_variable done;
+    std::function<void(Status)> on_durable;
   };
   struct Entry {
     AuditEvent event;
@@ -115,6 +119,10 @@ class AuditLog final : public AuditSink {
   AuditLog(store::AuditStore& store, hsm::Hsm& hsm, std::string signing_label, AuditOptions options,
            Head head, std::int64_t checkpoint_seq);
 
+  // Normalizes the events and queues them for `waiter` (waiter->pending counts what is queued and
+  // not yet committed). An error for an invalid event, or once closing (then the events queued
+  // before stay queued). Called with mu_ held through `lock`.
+  Status enqueue(std::vector<AuditEvent>& events, Waiter* waiter, std::unique_lock<std::mutex>& lock);
   void write_loop();
   void checkpoint_loop();
   // Sequences and appends a batch, re-sequencing after another writer moved the store's head.
