@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "kekd/common/time.h"
 #include "kekd/quorum/operator.h"
+#include "kms.h"
 #include "routes.h"
 
 namespace kekd::api {
@@ -159,16 +160,8 @@ Api::Api(ApiServices services) : services_(std::move(services)), routes_(new Rou
 
 Api::~Api() = default;
 
-void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
-  const auto started = std::chrono::steady_clock::now();
-  std::string_view target = request.target;
-  std::size_t q = target.find('?');
-  std::string_view path = target.substr(0, q);
-  Context context{request,
-                  {},
-                  q == std::string_view::npos ? "" : std::string(target.substr(q + 1)),
-                  std::nullopt};
-
+HttpResponse Api::handle_native(const HttpRequest& request, std::string_view path,
+                                Context& context) {
   const Routes::Compiled* found = nullptr;
   std::string allowed;
   if (path.starts_with('/')) {
@@ -212,8 +205,10 @@ void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> d
     // recorded, the answer is 503 like for every other request the log cannot account for.
     if (!context.audited) {
       audit::AuditEvent event = audit_event(context, "auth.failure");
-      if (!context.principal) event.principal = Credentials::claimed_client_id(request.header("authorization"));
-      event.subject = request.method + " " + (found != nullptr ? found->route.pattern : "unmatched");
+      if (!context.principal)
+        event.principal = Credentials::claimed_client_id(request.header("authorization"));
+      event.subject =
+          request.method + " " + (found != nullptr ? found->route.pattern : "unmatched");
       event.error = result.error().code();
       Status recorded = record_audit(services_, context, std::move(event));
       if (!recorded.ok()) result = recorded.error();
@@ -225,6 +220,27 @@ void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> d
     response.headers.emplace_back("Allow", allowed);
   }
   response.route = found != nullptr ? found->route.pattern : "unmatched";
+  return response;
+}
+
+void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
+  const auto started = std::chrono::steady_clock::now();
+  std::string_view target = request.target;
+  std::size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  Context context{request,
+                  {},
+                  q == std::string_view::npos ? "" : std::string(target.substr(q + 1)),
+                  std::nullopt};
+
+  HttpResponse response;
+  // The AWS KMS-compatible API has one endpoint, its own authentication and its own errors.
+  const bool kms = path == "/" && request.method == "POST";
+  if (kms) {
+    response = kms::handle(services_, context);
+  } else {
+    response = handle_native(request, path, context);
+  }
   auto finish = [metrics = services_.metrics, started, method = request.method,
                  done = std::move(done)](HttpResponse response) {
     double seconds =
@@ -237,18 +253,20 @@ void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> d
     return;
   }
   // The answer leaves only once its records are durable; no thread waits for that meanwhile.
-  services_.audit->submit(
-      std::move(context.audit_events),
-      [finish = std::move(finish), response = std::move(response),
-       request_id = request.request_id](Status recorded) mutable {
-        if (recorded.ok()) {
-          finish(std::move(response));
-          return;
-        }
-        HttpResponse refused = error_response(audit_unavailable(recorded.error()), request_id);
-        refused.route = response.route;
-        finish(std::move(refused));
-      });
+  services_.audit->submit(std::move(context.audit_events),
+                          [finish = std::move(finish), response = std::move(response),
+                           request_id = request.request_id, kms](Status recorded) mutable {
+                            if (recorded.ok()) {
+                              finish(std::move(response));
+                              return;
+                            }
+                            Error unavailable = audit_unavailable(recorded.error());
+                            HttpResponse refused =
+                                kms ? kms::error_response(unavailable, request_id)
+                                    : error_response(unavailable, request_id);
+                            refused.route = response.route;
+                            finish(std::move(refused));
+                          });
 }
 
 HttpResponse Api::handle(const HttpRequest& request) {

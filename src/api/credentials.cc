@@ -4,6 +4,7 @@
 #include <botan/hash.h>
 #include <botan/mem_ops.h>
 
+#include "kekd/api/sigv4.h"
 #include "kekd/keys/inner_payload.h"
 
 namespace kekd::api {
@@ -76,14 +77,18 @@ std::string Credentials::claimed_client_id(std::string_view authorization) {
   if (!authorization.starts_with(kScheme)) return "";
   std::string_view token = authorization.substr(kScheme.size());
   std::string_view id = token.substr(0, token.find('.'));
-  if (id.size() == token.size() || id.size() != 4 + 2 * kIdBytes ||
-      !(id.starts_with("cli_") || id.starts_with("adm_"))) {
-    return "";
+  if (id.size() == token.size() || !has_client_id_shape(id)) return "";
+  return std::string(id);
+}
+
+bool Credentials::has_client_id_shape(std::string_view id) {
+  if (id.size() != 4 + 2 * kIdBytes || !(id.starts_with("cli_") || id.starts_with("adm_"))) {
+    return false;
   }
   for (char ch : id.substr(4)) {
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return "";
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
   }
-  return std::string(id);
+  return true;
 }
 
 Result<Principal> Credentials::authenticate(std::string_view authorization) {
@@ -111,6 +116,17 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
     }
   }
 
+  KEKD_ASSIGN_OR_RETURN(Opened opened, open(client_id));
+  auto expected = sha256(opened.secret);
+  if (!Botan::constant_time_compare(expected.data(), given.data(), 32)) {
+    return unauthenticated();
+  }
+  std::unique_lock lock(mu_);
+  verified_.insert_or_assign(client_id, Verified{expected, opened.principal});
+  return std::move(opened.principal);
+}
+
+Result<Credentials::Opened> Credentials::open(const std::string& client_id) {
   KEKD_ASSIGN_OR_RETURN(std::optional<store::ClientRecord> record, store_.find_client(client_id));
   if (!record || record->deleted_at) {
     return unauthenticated();
@@ -121,19 +137,34 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
     if (payload.error().code() == Code::kUnavailable) return payload.error();
     return Error(Code::kInternal, "a stored client secret does not unwrap");
   }
-  KEKD_ASSIGN_OR_RETURN(SecretBytes stored, keys::open_payload(*payload, binding(client_id)));
-  auto expected = sha256(stored);
-  if (!Botan::constant_time_compare(expected.data(), given.data(), 32)) {
-    return unauthenticated();
-  }
+  KEKD_ASSIGN_OR_RETURN(SecretBytes secret, keys::open_payload(*payload, binding(client_id)));
   Result<std::vector<Grant>> grants = parse_grants(record->grants_json);
   if (!grants.ok()) {
     return Error(Code::kInternal, "stored grants of " + client_id + " do not parse");
   }
-  Principal principal{client_id, record->admin, std::move(*grants)};
+  return Opened{std::move(secret), Principal{client_id, record->admin, std::move(*grants)}};
+}
+
+Result<Credentials::SigningIdentity> Credentials::signing_identity(const std::string& client_id,
+                                                                   std::string_view date,
+                                                                   std::string_view region,
+                                                                   std::string_view service) {
+  std::string scope = std::string(date) + "/" + std::string(region) + "/" + std::string(service);
+  {
+    std::shared_lock lock(mu_);
+    auto it = signing_.find(client_id);
+    if (it != signing_.end() && it->second.scope == scope) return it->second.identity;
+  }
+  // The id is checked before the store is asked: the access key id is anyone's input.
+  if (client_id.size() > 64) return unauthenticated();
+  KEKD_ASSIGN_OR_RETURN(Opened opened, open(client_id));
+  SigningIdentity identity{std::move(opened.principal),
+                           sigv4::signing_key(opened.secret, date, region, service)};
   std::unique_lock lock(mu_);
-  verified_.insert_or_assign(client_id, Verified{expected, principal});
-  return principal;
+  // One scope per client: the day changes once a day, and a client signing for two regions at
+  // once (only one of which can verify) is not worth a second entry.
+  signing_.insert_or_assign(client_id, Signing{std::move(scope), identity});
+  return identity;
 }
 
 Result<std::vector<store::ClientRecord>> Credentials::list() { return store_.list_clients(); }
@@ -154,6 +185,7 @@ Status Credentials::remove(const std::string& client_id, UnixMillis now) {
 void Credentials::forget(const std::string& client_id) {
   std::unique_lock lock(mu_);
   verified_.erase(client_id);
+  signing_.erase(client_id);
 }
 
 }  // namespace kekd::api

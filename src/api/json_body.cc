@@ -1,5 +1,7 @@
 #include "json_body.h"
 
+#include <botan/base64.h>
+
 namespace kekd::api {
 namespace {
 
@@ -35,7 +37,7 @@ bool too_deep(std::string_view body) {
 
 }  // namespace
 
-Result<Json> parse_object(std::string_view body, std::initializer_list<std::string_view> allowed) {
+Result<Json> parse_json_object(std::string_view body) {
   // Checked before parsing, so that a hostile body is never built into a deep tree at all.
   if (too_deep(body)) {
     return bad("request body nests deeper than " + std::to_string(kMaxDepth) + " levels");
@@ -49,6 +51,11 @@ Result<Json> parse_object(std::string_view body, std::initializer_list<std::stri
   if (!value.is_object()) {
     return bad("request body must be a JSON object");
   }
+  return value;
+}
+
+Result<Json> parse_object(std::string_view body, std::initializer_list<std::string_view> allowed) {
+  KEKD_ASSIGN_OR_RETURN(Json value, parse_json_object(body));
   for (const auto& [name, member] : value.items()) {
     bool known = false;
     for (std::string_view a : allowed) known = known || a == name;
@@ -110,6 +117,49 @@ Result<std::optional<bool>> optional_bool(const Json& object, const char* member
 std::string dump(const Json& value) {
   // Replace invalid UTF-8 rather than throw: a response must always be producible.
   return value.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+Result<SecretBytes> decode_base64(const std::string& text, std::string_view member) {
+  auto invalid = [&] {
+    return Error(Code::kInvalidArgument, "'" + std::string(member) + "' is not valid base64");
+  };
+  bool ok = !text.empty() && text.size() % 4 == 0;
+  for (std::size_t i = 0; ok && i < text.size(); ++i) {
+    char c = text[i];
+    bool pad = c == '=' && i >= text.size() - 2 && (i == text.size() - 1 || text.back() == '=');
+    ok = std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || pad;
+  }
+  if (!ok) return invalid();
+  try {
+    return Botan::base64_decode(text, false);
+  } catch (const std::exception&) {
+    return invalid();
+  }
+}
+
+std::string encode_base64(ByteView bytes) {
+  return Botan::base64_encode(bytes.data(), bytes.size());
+}
+
+Result<keys::EncryptionContext> context_member(const Json& object, std::string_view member) {
+  constexpr std::size_t kMaxContextBytes = 8192;
+  const std::string name(member);
+  auto bad = [&](const std::string& what) {
+    return Error(Code::kInvalidArgument, "'" + name + "' " + what);
+  };
+  keys::EncryptionContext context;
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return context;
+  if (!it->is_object()) return bad("must be an object of strings");
+  std::size_t total = 0;
+  for (const auto& [k, v] : it->items()) {
+    if (!v.is_string()) return bad("values must be strings");
+    if (k.empty()) return bad("keys must not be empty");
+    total += k.size() + v.get_ref<const std::string&>().size();
+    context.emplace(k, v.get<std::string>());
+  }
+  if (total > kMaxContextBytes) return bad("is larger than 8192 bytes");
+  return context;
 }
 
 }  // namespace kekd::api

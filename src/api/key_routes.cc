@@ -1,6 +1,5 @@
 // The application API (DESIGN §7): data keys, wrap, unwrap, rewrap (single and batch), and the
 // key descriptions clients may read.
-#include <botan/base64.h>
 #include <botan/mem_ops.h>
 
 #include "errors.h"
@@ -12,44 +11,8 @@ namespace kekd::api {
 namespace {
 
 constexpr std::size_t kMaxBatch = 1000;
-constexpr std::size_t kMaxContextBytes = 8192;  // as AWS KMS's encryption context limit
 
 Error bad(std::string message) { return Error(Code::kInvalidArgument, std::move(message)); }
-
-// Standard base64 with padding, nothing else (no whitespace, no URL alphabet).
-Result<SecretBytes> decode_b64(const std::string& text, const char* member) {
-  bool ok = !text.empty() && text.size() % 4 == 0;
-  for (std::size_t i = 0; ok && i < text.size(); ++i) {
-    char c = text[i];
-    bool pad = c == '=' && i >= text.size() - 2 && (i == text.size() - 1 || text.back() == '=');
-    ok = std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || pad;
-  }
-  if (!ok) return bad(std::string("'") + member + "' is not valid base64");
-  try {
-    return Botan::base64_decode(text, false);
-  } catch (const std::exception&) {
-    return bad(std::string("'") + member + "' is not valid base64");
-  }
-}
-
-std::string encode_b64(ByteView bytes) { return Botan::base64_encode(bytes.data(), bytes.size()); }
-
-Result<keys::EncryptionContext> decode_context(const Json& item) {
-  keys::EncryptionContext context;
-  auto it = item.find("context");
-  if (it == item.end() || it->is_null()) return context;
-  if (!it->is_object()) return bad("'context' must be an object of strings");
-  std::size_t total = 0;
-  for (const auto& [k, v] : it->items()) {
-    if (!v.is_string()) return bad("'context' values must be strings");
-    if (k.empty()) return bad("'context' keys must not be empty");
-    total += k.size() + v.get_ref<const std::string&>().size();
-    context.emplace(k, v.get<std::string>());
-  }
-  if (total > kMaxContextBytes) return bad("'context' is larger than 8192 bytes");
-  return context;
-}
-
 Status check_members(const Json& item, std::initializer_list<std::string_view> allowed) {
   if (!item.is_object()) return bad("each item must be a JSON object");
   for (const auto& [name, value] : item.items()) {
@@ -65,23 +28,24 @@ Result<Json> datakey(keys::Keyring& keyring, const std::string& key, const Json&
   KEKD_ASSIGN_OR_RETURN(std::optional<std::uint64_t> bytes,
                         optional_uint(item, "bytes", 1, keys::kMaxDataKeyBytes));
   KEKD_ASSIGN_OR_RETURN(std::optional<bool> plaintext, optional_bool(item, "plaintext"));
-  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, decode_context(item));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, context_member(item, "context"));
   KEKD_ASSIGN_OR_RETURN(
       keys::DataKey dk,
       keyring.generate_data_key(key, bytes.value_or(32), context, plaintext.value_or(true)));
-  Json out = {{"key", dk.key}, {"version", dk.version}, {"ciphertext", encode_b64(dk.ciphertext)}};
-  if (dk.plaintext) out["plaintext"] = encode_b64(*dk.plaintext);
+  Json out = {
+      {"key", dk.key}, {"version", dk.version}, {"ciphertext", encode_base64(dk.ciphertext)}};
+  if (dk.plaintext) out["plaintext"] = encode_base64(*dk.plaintext);
   return out;
 }
 
 Result<Json> wrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
   KEKD_RETURN_IF_ERROR(check_members(item, {"plaintext", "context"}));
   KEKD_ASSIGN_OR_RETURN(std::string text, required_string(item, "plaintext"));
-  KEKD_ASSIGN_OR_RETURN(SecretBytes plaintext, decode_b64(text, "plaintext"));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes plaintext, decode_base64(text, "plaintext"));
   Botan::secure_scrub_memory(text.data(), text.size());
-  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, decode_context(item));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, context_member(item, "context"));
   KEKD_ASSIGN_OR_RETURN(keys::Wrapped w, keyring.wrap(key, plaintext, context));
-  return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_b64(w.ciphertext)}};
+  return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_base64(w.ciphertext)}};
 }
 
 // The body of unwrap and rewrap: a ciphertext and its context. Input that is not base64 is not a
@@ -94,22 +58,22 @@ struct CiphertextItem {
 Result<CiphertextItem> decode_ciphertext_item(const Json& item) {
   KEKD_RETURN_IF_ERROR(check_members(item, {"ciphertext", "context"}));
   KEKD_ASSIGN_OR_RETURN(std::string text, required_string(item, "ciphertext"));
-  Result<SecretBytes> ciphertext = decode_b64(text, "ciphertext");
+  Result<SecretBytes> ciphertext = decode_base64(text, "ciphertext");
   if (!ciphertext.ok()) return keys::invalid_ciphertext();
-  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, decode_context(item));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context, context_member(item, "context"));
   return CiphertextItem{Bytes(ciphertext->begin(), ciphertext->end()), std::move(context)};
 }
 
 Result<Json> unwrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
   KEKD_ASSIGN_OR_RETURN(CiphertextItem in, decode_ciphertext_item(item));
   KEKD_ASSIGN_OR_RETURN(keys::Unwrapped u, keyring.unwrap(key, in.ciphertext, in.context));
-  return Json{{"key", u.key}, {"version", u.version}, {"plaintext", encode_b64(u.plaintext)}};
+  return Json{{"key", u.key}, {"version", u.version}, {"plaintext", encode_base64(u.plaintext)}};
 }
 
 Result<Json> rewrap(keys::Keyring& keyring, const std::string& key, const Json& item) {
   KEKD_ASSIGN_OR_RETURN(CiphertextItem in, decode_ciphertext_item(item));
   KEKD_ASSIGN_OR_RETURN(keys::Wrapped w, keyring.rewrap(key, in.ciphertext, in.context));
-  return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_b64(w.ciphertext)}};
+  return Json{{"key", w.key}, {"version", w.version}, {"ciphertext", encode_base64(w.ciphertext)}};
 }
 
 using ItemFn = Result<Json> (*)(keys::Keyring&, const std::string&, const Json&);

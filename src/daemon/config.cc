@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -49,6 +50,9 @@ const std::set<std::string> kKnown = {"server",
                                       "ceremony.default_destroy_delay",
                                       "audit",
                                       "audit.mode",
+                                      "kms",
+                                      "kms.region",
+                                      "kms.account",
                                       "log",
                                       "log.level"};
 
@@ -180,6 +184,21 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   KEKD_RETURN_IF_ERROR(
       read_duration(root, "ceremony.default_destroy_delay", c.ceremony.default_destroy_delay));
   KEKD_RETURN_IF_ERROR(read(root, "log.level", c.log_level));
+  KEKD_RETURN_IF_ERROR(read(root, "kms.region", c.kms.region));
+  KEKD_RETURN_IF_ERROR(read(root, "kms.account", c.kms.account));
+  // Both end up in ARNs and in the signature's scope: the shapes AWS gives them.
+  auto region_ok = [](const std::string& r) {
+    return !r.empty() && r.size() <= 32 && std::all_of(r.begin(), r.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
+    });
+  };
+  if (!region_ok(c.kms.region)) {
+    return bad("kms.region must be 1..32 characters of [a-z0-9-], like \"us-east-1\"");
+  }
+  if (c.kms.account.size() != 12 || !std::all_of(c.kms.account.begin(), c.kms.account.end(),
+                                                 [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    return bad("kms.account must be 12 digits, like an AWS account id");
+  }
   std::string audit_mode = "durable";
   KEKD_RETURN_IF_ERROR(read(root, "audit.mode", audit_mode));
   if (audit_mode == "durable") {

@@ -170,6 +170,7 @@ Status run_serve(const std::string& config_path) {
   services.signing_key_label = std::string(kSigningKeyLabel);
   services.audit = audit_sink;
   services.audit_store = d.store.get();
+  services.kms = {config.kms.region, config.kms.account};
   services.backup_store = [&d](const std::string& path) { return d.store->backup_to(path); };
   services.readiness = [&raw_hsm] {
     api::Readiness r;

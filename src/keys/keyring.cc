@@ -90,6 +90,14 @@ Result<KeyInfo> Keyring::describe(std::string_view key) const {
   return it->second;
 }
 
+Result<KeyInfo> Keyring::describe_id(std::string_view id) const {
+  std::shared_lock lock(cache_mu_);
+  for (const auto& [name, info] : keys_) {
+    if (info.record.id == id) return info;
+  }
+  return Error(Code::kNotFound, "no key with id '" + std::string(id) + "'");
+}
+
 std::vector<KeyInfo> Keyring::list() const {
   std::shared_lock lock(cache_mu_);
   std::vector<KeyInfo> out;

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "kekd/api/credentials.h"
-#include "kekd/audit/sink.h"
 #include "kekd/api/http_message.h"
 #include "kekd/api/metrics.h"
+#include "kekd/audit/sink.h"
 #include "kekd/hsm/hsm.h"
 #include "kekd/keys/keyring.h"
 #include "kekd/store/audit_store.h"
@@ -28,6 +28,13 @@ struct Readiness {
   std::vector<std::string> reasons;
 };
 
+// Who the AWS KMS-compatible API says it is (docs/aws-kms.md): the region its clients sign
+// requests for, and the account its ARNs name. An ARN of another region or account names no key.
+struct KmsIdentity {
+  std::string region = "us-east-1";
+  std::string account = "000000000000";
+};
+
 struct ApiServices {
   keys::Keyring* keyring = nullptr;
   quorum::CeremonyService* ceremonies = nullptr;
@@ -42,6 +49,7 @@ struct ApiServices {
   store::AuditStore* audit_store = nullptr;  // what GET /v1/audit reads
   // Writes a consistent copy of the store to a new file at the path (GET /v1/backup).
   std::function<Status(const std::string& path)> backup_store;
+  KmsIdentity kms;
 };
 
 class Api {
@@ -60,6 +68,7 @@ class Api {
 
  private:
   struct Routes;
+  HttpResponse handle_native(const HttpRequest& request, std::string_view path, Context& context);
   ApiServices services_;
   std::unique_ptr<Routes> routes_;
 };

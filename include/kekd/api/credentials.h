@@ -56,6 +56,19 @@ class Credentials {
   // "Bearer <client-id>.<secret>" before the '.' when it has the shape create() gives ids, else
   // "". A pasted secret, or anything else, is never returned.
   static std::string claimed_client_id(std::string_view authorization);
+  // True if the text has the shape create() gives client ids (it may still name no client).
+  static bool has_client_id_shape(std::string_view id);
+
+  // For AWS Signature V4 (the KMS API): the client's principal and its signing key for one day,
+  // region and service (sigv4::signing_key). The secret is unwrapped from the token once per
+  // client and scope and wiped at once; only the derived key, which is good for that one day,
+  // region and service, is kept. kUnauthenticated for an unknown or deleted client.
+  struct SigningIdentity {
+    Principal principal;
+    SecretBytes signing_key;
+  };
+  Result<SigningIdentity> signing_identity(const std::string& client_id, std::string_view date,
+                                           std::string_view region, std::string_view service);
 
   // The clients that are not deleted, oldest first.
   Result<std::vector<store::ClientRecord>> list();
@@ -70,12 +83,24 @@ class Credentials {
     Principal principal;
   };
 
+  struct Signing {
+    std::string scope;  // "<date>/<region>/<service>"
+    SigningIdentity identity;
+  };
+
   void forget(const std::string& client_id);
+  // The client's secret out of the token, and its principal; kUnauthenticated if it is unknown.
+  struct Opened {
+    SecretBytes secret;
+    Principal principal;
+  };
+  Result<Opened> open(const std::string& client_id);
 
   hsm::Hsm& hsm_;
   store::ClientStore& store_;
   std::shared_mutex mu_;
   std::map<std::string, Verified, std::less<>> verified_;
+  std::map<std::string, Signing, std::less<>> signing_;
 };
 
 }  // namespace kekd::api

@@ -55,6 +55,13 @@ struct AuditConfig {
   AuditMode mode = AuditMode::kDurable;
 };
 
+// The AWS KMS-compatible API (docs/aws-kms.md): the region clients sign for, and the account
+// in the ARNs it answers with.
+struct KmsConfig {
+  std::string region = "us-east-1";
+  std::string account = "000000000000";
+};
+
 struct Config {
   std::string path;  // the file it was loaded from
   ServerConfig server;
@@ -62,6 +69,7 @@ struct Config {
   std::string store_path = "var/kekd.db";
   CeremonyConfig ceremony;
   AuditConfig audit;
+  KmsConfig kms;
   std::string log_level = "info";
 };
 

@@ -86,6 +86,8 @@ class Keyring {
                          const EncryptionContext& context);
 
   Result<KeyInfo> describe(std::string_view key) const;
+  // The key whose stable UUID (KeyRecord::id) this is: the KMS API's KeyId.
+  Result<KeyInfo> describe_id(std::string_view id) const;
   std::vector<KeyInfo> list() const;
 
   // Performs the one lifecycle change the mandate names.
