@@ -25,8 +25,17 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Node.js and npm, for the AWS SDK for JavaScript and AWS Encryption SDK test (tests/kms-js,
+# installed from npm by scripts/kms-js-setup.sh; the pinned packages support Node 18 and later).
+# These are checked by command, not with dpkg: a machine may have node from elsewhere, and then
+# nothing is installed. NodeSource's `nodejs` package, for one, bundles its own npm and declares
+# `Conflicts: npm`, so listing `npm` in PACKAGES would make apt-get refuse to run there. Only a
+# missing command brings in Debian's package (nodejs 18 and npm 9 on Debian 12).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  echo "install-deps: all ${#PACKAGES[@]} packages present, and node and npm"
   exit 0
 fi
 

@@ -9,8 +9,11 @@ namespace {
 constexpr std::string_view kAliasPrefix = "alias/";
 
 KmsError not_found(const std::string& key_id) {
-  // AWS quotes the KeyId it could not find; a KeyId is at most 2048 bytes (checked by the caller).
-  return KmsError(Error(Code::kNotFound, "Invalid keyId '" + key_id + "'"));
+  // AWS's wording, quoting the KeyId (at most 2048 bytes, checked by the caller).
+  if (key_id.find("alias/") != std::string::npos) {
+    return KmsError(Error(Code::kNotFound, "Alias '" + key_id + "' is not found."));
+  }
+  return KmsError(Error(Code::kNotFound, "Key '" + key_id + "' does not exist"));
 }
 
 }  // namespace

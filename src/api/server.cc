@@ -160,7 +160,10 @@ class Session {
     for (const auto& field : raw) {
       std::string name(field.name_string());
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      request.headers[name] = std::string(field.value());
+      // A header sent twice is one value joined with ',' (RFC 9110 §5.3), as SigV4 signs it.
+      std::string value(field.value());
+      auto [it, inserted] = request.headers.try_emplace(name, value);
+      if (!inserted) it->second.append(",").append(value);
     }
     request.body = std::move(raw.body());
     request.request_id = new_request_id();

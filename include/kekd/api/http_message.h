@@ -12,7 +12,7 @@ namespace kekd::api {
 struct HttpRequest {
   std::string method;                          // "GET", "POST", ...
   std::string target;                          // path and query, as sent
-  std::map<std::string, std::string> headers;  // names in lower case
+  std::map<std::string, std::string> headers;  // names in lower case; repeats joined with ','.
   std::string body;
   std::string request_id;  // assigned by the server, echoed in X-Request-Id
 

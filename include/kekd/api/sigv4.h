@@ -33,7 +33,7 @@
 //    awscrt's signer), not a space: the SDKs always send a space as %20.
 //  - Headers: each signed name, lower case, ':' and the value with leading and trailing
 //    whitespace removed and each inner run of whitespace collapsed to one space. A header sent
-//    twice reaches us as one value (HttpRequest keeps one per name).
+//    twice reaches us as one value, its values joined with ',' as SigV4 signs them (server.cc).
 #pragma once
 
 #include <cstddef>
