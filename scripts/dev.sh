@@ -147,6 +147,9 @@ curl -s -H "Authorization: Bearer \$KEKD_TOKEN" -d "\$(echo "\$dk" | jq '{cipher
 $kekctl datakey demo --context tenant=acme
 $kekctl seal --key demo --context tenant=acme $root/README.md $var/demo-readme.sealed
 $kekctl open --context tenant=acme $var/demo-readme.sealed $var/demo-readme.opened && cmp $root/README.md $var/demo-readme.opened && echo "sealed and opened: identical"
+# the same key through the AWS KMS API (docs/aws-kms.md): client id and secret as the AWS key pair
+export AWS_ACCESS_KEY_ID=\${KEKD_TOKEN%%.*} AWS_SECRET_ACCESS_KEY=\${KEKD_TOKEN#*.} AWS_DEFAULT_REGION=us-east-1
+aws --endpoint-url \$KEKD_ADDR kms generate-data-key --key-id alias/demo --key-spec AES_256 --encryption-context tenant=acme
 # --- end ---
 
 kekctl reference: docs/kekctl.md; the whole API: docs/api.md

@@ -8,6 +8,8 @@ namespace {
 
 constexpr std::size_t kMaxKeyId = 2048;
 constexpr std::size_t kMaxMarker = 1024;
+// Markers are "after:<last key name of the page>": the prefix tells one kekd issued from a guess.
+constexpr std::string_view kMarkerPrefix = "after:";
 
 bool visible(const Call& call, const keys::KeyInfo& key) {
   return call.context.principal->admin ||
@@ -49,13 +51,17 @@ KmsResult<Page> page_of(Call& call, std::function<bool(const keys::KeyInfo&)> in
                        integer_member(call.body, "Limit", 1, 1000));
   KMS_ASSIGN_OR_RETURN(std::optional<std::string> marker,
                        string_member(call.body, "Marker", 1, kMaxMarker));
+  if (marker && !marker->starts_with(kMarkerPrefix)) {
+    return KmsError("InvalidMarkerException", "The request contains an invalid Marker.");
+  }
+  const std::string after = marker ? marker->substr(kMarkerPrefix.size()) : "";
   Page page;
   const std::size_t max = limit.value_or(100);
   for (keys::KeyInfo& key : call.services.keyring->list()) {
-    if (marker && key.record.name <= *marker) continue;
+    if (marker && key.record.name <= after) continue;
     if (!visible(call, key) || !include(key)) continue;
     if (page.keys.size() == max) {
-      page.next_marker = page.keys.back().record.name;
+      page.next_marker = std::string(kMarkerPrefix) + page.keys.back().record.name;
       break;
     }
     page.keys.push_back(std::move(key));

@@ -227,6 +227,18 @@ KmsResult<Json> generate_random(Call& call) {
   if (call.body.contains("CustomKeyStoreId") || call.body.contains("Recipient")) {
     return unsupported("kekd has no custom key stores and no Nitro Enclaves attestation");
   }
+  // Not tied to a key, but not for everyone either: a client that may make data keys may ask for
+  // random bytes; a client with no grants can do nothing (DESIGN §6).
+  const Principal& p = *call.context.principal;
+  bool granted = p.admin;
+  for (const Grant& g : p.grants) {
+    granted = granted || (g.operations & static_cast<std::uint8_t>(Operation::kDatakey)) != 0;
+  }
+  if (!granted) {
+    return KmsError(Error(Code::kPermissionDenied, "The client " + p.client_id +
+                                                       " holds no datakey grant, which "
+                                                       "GenerateRandom needs"));
+  }
   KMS_ASSIGN_OR_RETURN(SecretBytes random, call.services.hsm->random(*number));
   return Json{{"Plaintext", encode_base64(random)}};
 }

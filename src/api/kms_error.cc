@@ -25,8 +25,10 @@ KmsError::KmsError(const Error& error) : message(error.message()), code(error.co
       break;
     case Code::kFailedPrecondition:
     case Code::kDuplicateApproval:
-      // A disabled or destroyed version: AWS's word for a key in a state that forbids the call.
-      type = "KMSInvalidStateException";
+      // A key without an enabled version, or a ciphertext of a disabled or destroyed version:
+      // what AWS answers for a disabled key (KMSInvalidStateException is for keys pending
+      // deletion or import, states a kekd key is never in as a whole).
+      type = "DisabledException";
       break;
     case Code::kUnauthenticated:
       type = "UnrecognizedClientException";

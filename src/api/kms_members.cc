@@ -59,6 +59,8 @@ KmsResult<std::optional<SecretBytes>> blob_member(const Json& body, const char* 
   auto it = body.find(member);
   if (it == body.end() || it->is_null()) return std::optional<SecretBytes>();
   if (!it->is_string()) return serialization(std::string("'") + member + "' must be a string");
+  // "" is the base64 of no bytes: too short, not malformed.
+  if (it->get_ref<const std::string&>().empty()) return length_error(member, 0, min, max);
   Result<SecretBytes> bytes = decode_base64(it->get_ref<const std::string&>(), member);
   if (!bytes.ok()) return serialization(bytes.error().message());
   if (bytes->size() < min || bytes->size() > max) {
@@ -84,6 +86,13 @@ KmsResult<std::optional<std::uint64_t>> integer_member(const Json& body, const c
 }
 
 KmsResult<keys::EncryptionContext> context_member(const Json& body, const char* member) {
+  // The JSON shape first (a map of strings), as AWS's protocol checks it; then kekd's bounds.
+  auto it = body.find(member);
+  if (it != body.end() && !it->is_null()) {
+    bool strings = it->is_object();
+    for (auto v = it->begin(); strings && v != it->end(); ++v) strings = v->is_string();
+    if (!strings) return serialization(std::string("'") + member + "' must be a map of strings");
+  }
   Result<keys::EncryptionContext> context = api::context_member(body, member);
   if (!context.ok()) return validation(context.error().message());
   return std::move(*context);

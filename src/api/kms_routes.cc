@@ -130,7 +130,8 @@ HttpResponse handle(const ApiServices& s, Api::Context& c) {
     }
     // A refusal the operation did not record itself (a body that does not parse, an unknown key)
     // is still one refused operation in the log; a refused describe or list is an auth.failure.
-    if (!c.audited && target != nullptr) {
+    // A dry run did nothing and is not recorded (DryRunOperationException is its success).
+    if (!c.audited && target != nullptr && result.error().type != "DryRunOperationException") {
       const char* action = target->action;
       if (action == nullptr &&
           (code == Code::kUnauthenticated || code == Code::kPermissionDenied)) {

@@ -61,6 +61,8 @@ class DevScript(unittest.TestCase):
                                     timeout=120, env=dict(os.environ, PATH="/usr/bin:/bin"))
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             self.assertIn("sealed and opened: identical", result.stdout)
+            # the AWS CLI's data key through the KMS API, answered with the key's ARN
+            self.assertRegex(result.stdout, r'"KeyId": "arn:aws:kms:us-east-1:000000000000:key/[0-9a-f-]{36}"')
             plaintexts = re.findall(r'"plaintext": "([^"]+)"', result.stdout)
             # curl's data key, curl's unwrap of it, kekctl's data key
             self.assertEqual(len(plaintexts), 3, result.stdout)

@@ -54,7 +54,7 @@ TEST_CASE("KmsErrorTableGivesAwsTypesAndHidesInternalDetail") {
   for (const Row& row : {Row{Code::kInvalidArgument, "ValidationException", 400},
                          Row{Code::kInvalidCiphertext, "InvalidCiphertextException", 400},
                          Row{Code::kNotFound, "NotFoundException", 400},
-                         Row{Code::kFailedPrecondition, "KMSInvalidStateException", 400},
+                         Row{Code::kFailedPrecondition, "DisabledException", 400},
                          Row{Code::kUnauthenticated, "UnrecognizedClientException", 400},
                          Row{Code::kPermissionDenied, "AccessDeniedException", 400},
                          Row{Code::kUnavailable, "DependencyTimeoutException", 503},
@@ -111,7 +111,11 @@ TEST_CASE("KmsMembersAreCheckedAsAwsChecksThem") {
   CHECK(string_member(body, "KeyId", 1, 3).error().type == "ValidationException");
 
   CHECK(*context_member(body, "Context") == keys::EncryptionContext{{"tenant", "acme"}});
-  CHECK(context_member(body, "BadContext").error().type == "ValidationException");
+  CHECK(context_member(body, "BadContext").error().type == "SerializationException");
+  CHECK(context_member(Json{{"C", {{"", "x"}}}}, "C").error().type == "ValidationException");
+  CHECK(context_member(Json{{"C", {{"k", std::string(8200, 'v')}}}}, "C").error().type ==
+        "ValidationException");
+  CHECK(blob_member(Json{{"P", ""}}, "P", 1, 10).error().type == "ValidationException");
   CHECK(context_member(body, "Absent")->empty());
 
   CHECK(parse_body("[1]").error().type == "SerializationException");
