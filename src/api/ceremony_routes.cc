@@ -201,9 +201,8 @@ void add_ceremony_routes(std::vector<Route>& routes) {
                         }
                         return s.ceremonies->cancel(c.params[0], c.principal->client_id);
                       }();
-                      KEKD_ASSIGN_OR_RETURN(
-                          Ceremony ceremony,
-                          audited(s, c, std::move(event), std::move(cancelled)));
+                      KEKD_ASSIGN_OR_RETURN(Ceremony ceremony,
+                                            audited(s, c, std::move(event), std::move(cancelled)));
                       return json_response(ceremony_json(ceremony));
                     }});
   // {"document", "signature"}: kekd signs the document with its non-extractable audit key, so any

@@ -18,33 +18,33 @@ Json client_json(const store::ClientRecord& record) {
 }  // namespace
 
 void add_client_routes(std::vector<Route>& routes) {
-  routes.push_back(
-      {"POST", "/v1/clients", Access::kAdmin,
-       [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
-         std::vector<Grant> grants;
-         audit::AuditEvent event = audit_event(c, "client.create");
-         Result<NewClient> created = [&]() -> Result<NewClient> {
-           KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"grants"}));
-           auto grants_member = body.find("grants");
-           std::string grants_text = grants_member == body.end() ? "[]" : grants_member->dump();
-           KEKD_ASSIGN_OR_RETURN(std::vector<Grant> parsed, parse_grants(grants_text));
-           grants = std::move(parsed);
-           return s.credentials->create(false, grants_to_json(grants), now_millis());
-         }();
-         if (created.ok()) event.subject = created->client_id;
-         event.error = failure_of(created);
-         KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
-         KEKD_ASSIGN_OR_RETURN(NewClient client, std::move(created));
-         std::string secret(client.secret.begin(), client.secret.end());
-         std::string token = client.token();
-         Json out = {{"client_id", client.client_id},
-                     {"secret", secret},
-                     {"token", token},
-                     {"grants", Json::parse(grants_to_json(grants))}};
-         Botan::secure_scrub_memory(secret.data(), secret.size());
-         Botan::secure_scrub_memory(token.data(), token.size());
-         return json_response(out, 201);
-       }});
+  routes.push_back({"POST", "/v1/clients", Access::kAdmin,
+                    [](const ApiServices& s, Api::Context& c) -> Result<HttpResponse> {
+                      std::vector<Grant> grants;
+                      audit::AuditEvent event = audit_event(c, "client.create");
+                      Result<NewClient> created = [&]() -> Result<NewClient> {
+                        KEKD_ASSIGN_OR_RETURN(Json body, parse_object(c.request.body, {"grants"}));
+                        auto grants_member = body.find("grants");
+                        std::string grants_text =
+                            grants_member == body.end() ? "[]" : grants_member->dump();
+                        KEKD_ASSIGN_OR_RETURN(std::vector<Grant> parsed, parse_grants(grants_text));
+                        grants = std::move(parsed);
+                        return s.credentials->create(false, grants_to_json(grants), now_millis());
+                      }();
+                      if (created.ok()) event.subject = created->client_id;
+                      event.error = failure_of(created);
+                      KEKD_RETURN_IF_ERROR(record_audit(s, c, std::move(event)));
+                      KEKD_ASSIGN_OR_RETURN(NewClient client, std::move(created));
+                      std::string secret(client.secret.begin(), client.secret.end());
+                      std::string token = client.token();
+                      Json out = {{"client_id", client.client_id},
+                                  {"secret", secret},
+                                  {"token", token},
+                                  {"grants", Json::parse(grants_to_json(grants))}};
+                      Botan::secure_scrub_memory(secret.data(), secret.size());
+                      Botan::secure_scrub_memory(token.data(), token.size());
+                      return json_response(out, 201);
+                    }});
   routes.push_back({"GET", "/v1/clients", Access::kAdmin,
                     [](const ApiServices& s, Api::Context&) -> Result<HttpResponse> {
                       KEKD_ASSIGN_OR_RETURN(std::vector<store::ClientRecord> records,

@@ -105,6 +105,7 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
   auto given =
       sha256(ByteView(reinterpret_cast<const std::uint8_t*>(secret.data()), secret.size()));
 
+  std::uint64_t generation;
   {
     std::shared_lock lock(mu_);
     auto it = verified_.find(client_id);
@@ -114,6 +115,7 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
       }
       return it->second.principal;
     }
+    generation = generation_;
   }
 
   KEKD_ASSIGN_OR_RETURN(Opened opened, open(client_id));
@@ -122,7 +124,10 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
     return unauthenticated();
   }
   std::unique_lock lock(mu_);
-  verified_.insert_or_assign(client_id, Verified{expected, opened.principal});
+  // A client deleted while its secret was being opened must not come back into the cache.
+  if (generation == generation_) {
+    verified_.insert_or_assign(client_id, Verified{expected, opened.principal});
+  }
   return std::move(opened.principal);
 }
 
@@ -150,10 +155,16 @@ Result<Credentials::SigningIdentity> Credentials::signing_identity(const std::st
                                                                    std::string_view region,
                                                                    std::string_view service) {
   std::string scope = std::string(date) + "/" + std::string(region) + "/" + std::string(service);
+  std::uint64_t generation;
   {
     std::shared_lock lock(mu_);
     auto it = signing_.find(client_id);
-    if (it != signing_.end() && it->second.scope == scope) return it->second.identity;
+    if (it != signing_.end()) {
+      for (const Signing& s : it->second) {
+        if (s.scope == scope) return s.identity;
+      }
+    }
+    generation = generation_;
   }
   // The id is checked before the store is asked: the access key id is anyone's input.
   if (client_id.size() > 64) return unauthenticated();
@@ -161,9 +172,16 @@ Result<Credentials::SigningIdentity> Credentials::signing_identity(const std::st
   SigningIdentity identity{std::move(opened.principal),
                            sigv4::signing_key(opened.secret, date, region, service)};
   std::unique_lock lock(mu_);
-  // One scope per client: the day changes once a day, and a client signing for two regions at
-  // once (only one of which can verify) is not worth a second entry.
-  signing_.insert_or_assign(client_id, Signing{std::move(scope), identity});
+  // A client deleted while its secret was being opened must not come back into the cache.
+  if (generation != generation_) return identity;
+  // Two scopes per client: around midnight UTC both dates are within the clock skew, and a request
+  // for one (even a forged one: the key is cached before the signature is checked) must not evict
+  // the other. The caller has already refused every other region and service.
+  std::vector<Signing>& entries = signing_[client_id];
+  if (entries.size() == 2) {
+    entries.erase(entries[0].scope < entries[1].scope ? entries.begin() : entries.begin() + 1);
+  }
+  entries.push_back(Signing{std::move(scope), identity});
   return identity;
 }
 
@@ -184,6 +202,7 @@ Status Credentials::remove(const std::string& client_id, UnixMillis now) {
 
 void Credentials::forget(const std::string& client_id) {
   std::unique_lock lock(mu_);
+  ++generation_;
   verified_.erase(client_id);
   signing_.erase(client_id);
 }

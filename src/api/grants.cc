@@ -115,4 +115,11 @@ bool allows(const std::vector<Grant>& grants, std::string_view key, Operation op
   return false;
 }
 
+bool allows_on_any_key(const std::vector<Grant>& grants, Operation operation) {
+  for (const Grant& g : grants) {
+    if ((g.operations & static_cast<std::uint8_t>(operation)) != 0) return true;
+  }
+  return false;
+}
+
 }  // namespace kekd::api

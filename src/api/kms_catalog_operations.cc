@@ -46,9 +46,10 @@ struct Page {
   std::optional<std::string> next_marker;
 };
 
-KmsResult<Page> page_of(Call& call, std::function<bool(const keys::KeyInfo&)> include) {
+KmsResult<Page> page_of(Call& call, std::uint64_t max_limit, std::uint64_t default_limit,
+                        std::function<bool(const keys::KeyInfo&)> include) {
   KMS_ASSIGN_OR_RETURN(std::optional<std::uint64_t> limit,
-                       integer_member(call.body, "Limit", 1, 1000));
+                       integer_member(call.body, "Limit", 1, max_limit));
   KMS_ASSIGN_OR_RETURN(std::optional<std::string> marker,
                        string_member(call.body, "Marker", 1, kMaxMarker));
   if (marker && !marker->starts_with(kMarkerPrefix)) {
@@ -56,7 +57,7 @@ KmsResult<Page> page_of(Call& call, std::function<bool(const keys::KeyInfo&)> in
   }
   const std::string after = marker ? marker->substr(kMarkerPrefix.size()) : "";
   Page page;
-  const std::size_t max = limit.value_or(100);
+  const std::size_t max = limit.value_or(default_limit);
   for (keys::KeyInfo& key : call.services.keyring->list()) {
     if (marker && key.record.name <= after) continue;
     if (!visible(call, key) || !include(key)) continue;
@@ -92,7 +93,9 @@ KmsResult<Json> describe_key(Call& call) {
 }
 
 KmsResult<Json> list_keys(Call& call) {
-  KMS_ASSIGN_OR_RETURN(Page page, page_of(call, [](const keys::KeyInfo&) { return true; }));
+  // AWS's bounds: ListKeys 1..1000, 100 by default; ListAliases 1..100, 50 by default.
+  KMS_ASSIGN_OR_RETURN(Page page,
+                       page_of(call, 1000, 100, [](const keys::KeyInfo&) { return true; }));
   Json keys = Json::array();
   for (const keys::KeyInfo& key : page.keys) {
     keys.push_back(
@@ -110,7 +113,7 @@ KmsResult<Json> list_aliases(Call& call) {
                          resolve_key(*call.services.keyring, call.services.kms, *key_id));
     only = key.record.id;
   }
-  KMS_ASSIGN_OR_RETURN(Page page, page_of(call, [&](const keys::KeyInfo& key) {
+  KMS_ASSIGN_OR_RETURN(Page page, page_of(call, 100, 50, [&](const keys::KeyInfo& key) {
                          return !only || key.record.id == *only;
                        }));
   Json aliases = Json::array();

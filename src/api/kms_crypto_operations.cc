@@ -30,15 +30,17 @@ void account(Call& call, Operation operation, const std::string& key,
   (void)record_audit(call.services, call.context, std::move(event));
 }
 
-// The operation is allowed on the key, or AccessDeniedException (recorded like any refusal).
-KmsResult<bool> authorize(Call& call, const keys::KeyInfo& key, Operation operation) {
-  if (allows(call.context.principal->grants, key.record.name, operation)) return true;
-  KmsResult<bool> denied =
-      KmsError(Error(Code::kPermissionDenied,
-                     "The client " + call.context.principal->client_id +
-                         " is not authorized to perform " + std::string(operation_name(operation)) +
-                         " on key " + key.record.id + " (kekd key '" + key.record.name + "')"));
-  account(call, operation, key.record.name, std::nullopt, denied);
+// The operation is allowed on the key, or AccessDeniedException (recorded like any refusal). The
+// message quotes what the caller named, never the key's UUID or name: a client learns nothing
+// about keys it holds no grant for.
+KmsResult<bool> authorize(Call& call, const std::string& key_name, Operation operation,
+                          const std::string& named_as) {
+  if (allows(call.context.principal->grants, key_name, operation)) return true;
+  KmsResult<bool> denied = KmsError(Error(
+      Code::kPermissionDenied, "The client " + call.context.principal->client_id +
+                                   " is not authorized to perform " +
+                                   std::string(operation_name(operation)) + " on " + named_as));
+  account(call, operation, key_name, std::nullopt, denied);
   return denied;
 }
 
@@ -68,9 +70,12 @@ KmsResult<SecretBytes> required_blob(const Json& body, const char* member, std::
 // The key a ciphertext names, checked against the KeyId the caller gave for it, if any. A
 // ciphertext that does not parse, or names a key kekd does not hold, is InvalidCiphertext; a
 // KeyId of another key is IncorrectKeyException, as AWS answers.
-KmsResult<keys::KeyInfo> key_of_ciphertext(Call& call, ByteView blob, const char* key_id_member) {
+KmsResult<keys::KeyInfo> key_of_ciphertext(Call& call, ByteView blob, const char* key_id_member,
+                                           Operation operation) {
   Result<keys::Ciphertext> parsed = keys::parse_ciphertext(blob);
   if (!parsed.ok()) return KmsError(parsed.error());
+  // The grant first: whether the named key exists is not for a client without one to learn.
+  KMS_RETURN_IF_ERROR(authorize(call, parsed->key_name, operation, "the ciphertext's key"));
   Result<keys::KeyInfo> key = call.services.keyring->describe(parsed->key_name);
   if (!key.ok()) {
     return KmsError(key.error().code() == Code::kNotFound ? keys::invalid_ciphertext()
@@ -115,7 +120,7 @@ KmsResult<Json> data_key(Call& call, bool with_plaintext) {
   KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, nullptr));
   KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
                        resolve_key(*call.services.keyring, call.services.kms, key_id));
-  KMS_RETURN_IF_ERROR(authorize(call, key, Operation::kDatakey));
+  KMS_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kDatakey, key_id));
   if (dry) return dry_run();
   KmsResult<keys::DataKey> dk = kms_result(
       call.services.keyring->generate_data_key(key.record.name, *number, context, with_plaintext));
@@ -139,7 +144,7 @@ KmsResult<Json> encrypt(Call& call) {
   KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
   KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
                        resolve_key(*call.services.keyring, call.services.kms, key_id));
-  KMS_RETURN_IF_ERROR(authorize(call, key, Operation::kWrap));
+  KMS_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kWrap, key_id));
   if (dry) return dry_run();
   KmsResult<keys::Wrapped> w =
       kms_result(call.services.keyring->wrap(key.record.name, plaintext, context));
@@ -157,8 +162,8 @@ KmsResult<Json> decrypt(Call& call) {
   KMS_ASSIGN_OR_RETURN(keys::EncryptionContext context,
                        context_member(call.body, "EncryptionContext"));
   KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key, key_of_ciphertext(call, blob, "KeyId"));
-  KMS_RETURN_IF_ERROR(authorize(call, key, Operation::kUnwrap));
+  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                       key_of_ciphertext(call, blob, "KeyId", Operation::kUnwrap));
   if (dry) return dry_run();
   KmsResult<keys::Unwrapped> u =
       kms_result(call.services.keyring->unwrap(key.record.name, blob, context));
@@ -181,19 +186,25 @@ KmsResult<Json> re_encrypt(Call& call) {
                        context_member(call.body, "DestinationEncryptionContext"));
   KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "SourceEncryptionAlgorithm"));
   KMS_RETURN_IF_ERROR(common_members(call.body, "DestinationEncryptionAlgorithm"));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo source, key_of_ciphertext(call, blob, "SourceKeyId"));
+  KMS_ASSIGN_OR_RETURN(keys::KeyInfo source,
+                       key_of_ciphertext(call, blob, "SourceKeyId", Operation::kRewrap));
   KMS_ASSIGN_OR_RETURN(keys::KeyInfo destination,
                        resolve_key(*call.services.keyring, call.services.kms, destination_id));
-  // AWS asks for ReEncryptFrom on the source and ReEncryptTo on the destination: kekd's one
-  // rewrap grant, on both keys.
-  KMS_RETURN_IF_ERROR(authorize(call, source, Operation::kRewrap));
-  KMS_RETURN_IF_ERROR(authorize(call, destination, Operation::kRewrap));
-  if (dry) return dry_run();
-  keys::Keyring& keyring = *call.services.keyring;
+  KMS_RETURN_IF_ERROR(authorize(call, destination.record.name, Operation::kRewrap, destination_id));
   const bool same =
       source.record.name == destination.record.name && source_context == destination_context;
-  // Under the same key and context this is the native rewrap. Otherwise the DEK is opened and
-  // wrapped again inside kekd: it is never returned, and its buffer wipes itself.
+  // Under the same key and context this is kekd's rewrap. To another key or context it opens the
+  // data key under one and wraps it under the other, so it needs what those need too: else rewrap
+  // on two keys would be unwrap across keys (move a blob to a key one may decrypt with).
+  if (!same) {
+    KMS_RETURN_IF_ERROR(
+        authorize(call, source.record.name, Operation::kUnwrap, "the ciphertext's key"));
+    KMS_RETURN_IF_ERROR(authorize(call, destination.record.name, Operation::kWrap, destination_id));
+  }
+  if (dry) return dry_run();
+  keys::Keyring& keyring = *call.services.keyring;
+  // Otherwise the DEK is opened and wrapped again inside kekd: it is never returned, and its
+  // buffer wipes itself.
   KmsResult<keys::Wrapped> w = [&]() -> KmsResult<keys::Wrapped> {
     if (same) return kms_result(keyring.rewrap(source.record.name, blob, source_context));
     KMS_ASSIGN_OR_RETURN(keys::Unwrapped opened,
@@ -230,11 +241,7 @@ KmsResult<Json> generate_random(Call& call) {
   // Not tied to a key, but not for everyone either: a client that may make data keys may ask for
   // random bytes; a client with no grants can do nothing (DESIGN §6).
   const Principal& p = *call.context.principal;
-  bool granted = p.admin;
-  for (const Grant& g : p.grants) {
-    granted = granted || (g.operations & static_cast<std::uint8_t>(Operation::kDatakey)) != 0;
-  }
-  if (!granted) {
+  if (!p.admin && !allows_on_any_key(p.grants, Operation::kDatakey)) {
     return KmsError(Error(Code::kPermissionDenied, "The client " + p.client_id +
                                                        " holds no datakey grant, which "
                                                        "GenerateRandom needs"));

@@ -97,11 +97,14 @@ HttpResponse handle(const ApiServices& s, Api::Context& c) {
     std::string claimed;
     KmsResult<Principal> principal = authenticate(s, c.request, claimed);
     if (!principal.ok()) {
-      audit::AuditEvent event = audit_event(c, "auth.failure");
-      event.principal = claimed;
-      event.subject = "POST " + route;
-      event.error = principal.error().code;
-      (void)record_audit(s, c, std::move(event));
+      // A refused signature is an auth.failure; an HSM that cannot open the secret is not.
+      if (principal.error().code == Code::kUnauthenticated) {
+        audit::AuditEvent event = audit_event(c, "auth.failure");
+        event.principal = claimed;
+        event.subject = "POST " + route;
+        event.error = principal.error().code;
+        (void)record_audit(s, c, std::move(event));
+      }
       return principal.error();
     }
     c.principal = std::move(*principal);

@@ -328,10 +328,27 @@ class KmsBoto3(E2ETest):
         with self.assertRaises(source_only.exceptions.ClientError) as c:
             source_only.re_encrypt(CiphertextBlob=blob, DestinationKeyId="alias/other")
         self.assertKmsError(c, "AccessDeniedException")
+        # rewrap on both keys alone would be unwrap across keys: moving a blob to another key or
+        # context also needs unwrap on the source and wrap on the destination
         _, both = self.client_kms([{"key": "demo", "operations": ["rewrap"]},
-                                   {"key": "other", "operations": ["rewrap"]}])
-        self.assertEqual(both.re_encrypt(CiphertextBlob=blob, DestinationKeyId="alias/other")["KeyId"],
+                                   {"key": "other", "operations": ["rewrap", "unwrap"]}])
+        for destination, context in (("alias/other", {}), ("alias/demo", {"tenant": "evil"})):
+            with self.assertRaises(both.exceptions.ClientError) as c:
+                both.re_encrypt(CiphertextBlob=blob, DestinationKeyId=destination,
+                                DestinationEncryptionContext=context)
+            self.assertKmsError(c, "AccessDeniedException")
+        self.assertEqual(both.re_encrypt(CiphertextBlob=blob, DestinationKeyId="alias/demo")["KeyId"],
+                         key_arn(self.ids["demo"]))
+        _, full = self.client_kms([{"key": "demo", "operations": ["rewrap", "unwrap"]},
+                                   {"key": "other", "operations": ["rewrap", "wrap"]}])
+        self.assertEqual(full.re_encrypt(CiphertextBlob=blob, DestinationKeyId="alias/other")["KeyId"],
                          key_arn(self.ids["other"]))
+        # a refusal does not tell whether the blob's key exists, nor its name
+        forged = b"\x01\x08payments\x00\x00\x00\x01" + bytes(48)
+        with self.assertRaises(both.exceptions.ClientError) as c:
+            both.decrypt(CiphertextBlob=forged)
+        self.assertKmsError(c, "AccessDeniedException")
+        self.assertNotIn("payments", c.exception.response["Error"]["Message"])
         # a new client can do nothing with a key
         _, nothing = self.client_kms([])
         with self.assertRaises(nothing.exceptions.ClientError) as c:
@@ -522,7 +539,7 @@ class KmsBoto3(E2ETest):
     # --- the audit log ------------------------------------------------------------------------------
     def test_audit_records_of_kms_requests(self):
         token, kms = self.client_kms([{"key": "demo", "operations": ["wrap", "unwrap", "rewrap", "datakey"]},
-                                      {"key": "other", "operations": ["rewrap"]}])
+                                      {"key": "other", "operations": ["rewrap", "wrap"]}])
         client_id, secret = split_token(token)
         out = kms.encrypt(KeyId="alias/demo", Plaintext=b"audited")
         wrap_id = self.assertRequestId(out)
@@ -532,7 +549,7 @@ class KmsBoto3(E2ETest):
         datakey_id = self.assertRequestId(kms.generate_data_key_without_plaintext(KeyId="alias/demo",
                                                                                   NumberOfBytes=16))
         with self.assertRaises(kms.exceptions.ClientError) as c:
-            kms.encrypt(KeyId="alias/other", Plaintext=b"x")
+            kms.generate_data_key(KeyId="alias/other", NumberOfBytes=16)
         denied_id = self.assertKmsError(c, "AccessDeniedException")
         with self.assertRaises(kms.exceptions.ClientError) as c:
             kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"a": "b"})
@@ -573,7 +590,7 @@ class KmsBoto3(E2ETest):
                                            "version": 1, "subject": "from key demo", "outcome": "ok", "error": None})
         self.assertEqual(only(datakey_id), {"action": "key.datakey", "principal": client_id, "key": "demo",
                                             "version": 1, "subject": None, "outcome": "ok", "error": None})
-        self.assertEqual(only(denied_id), {"action": "key.wrap", "principal": client_id, "key": "other",
+        self.assertEqual(only(denied_id), {"action": "key.datakey", "principal": client_id, "key": "other",
                                            "version": None, "subject": None, "outcome": "error",
                                            "error": "permission_denied"})
         self.assertEqual(only(invalid_id), {"action": "key.unwrap", "principal": client_id, "key": "demo",

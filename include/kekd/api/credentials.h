@@ -2,10 +2,12 @@
 //
 // Security model: the store never holds a usable secret. Each secret is kept wrapped by an
 // internal, non-extractable token key (label kKeyLabel), framed like a DEK with the client id as
-// encryption context, so a wrapped secret cannot be moved to another client's record. (SigV4, in
-// a later milestone, needs the secret itself, which is why it is wrapped rather than hashed.)
-// A dump of the store is useless without the HSM. Secrets are compared in constant time; a
-// verified client's secret is remembered only as its SHA-256, so the HSM is not asked per request.
+// encryption context, so a wrapped secret cannot be moved to another client's record. (SigV4
+// needs the secret itself, which is why it is wrapped rather than hashed.) A dump of the store is
+// useless without the HSM. Secrets are compared in constant time. So that the HSM is not asked per
+// request, a verified bearer secret is remembered as its SHA-256, and for SigV4 the derived
+// signing key of a client's day, region and service (as good as the secret for that one scope, and
+// wiped with it). Deleting a client drops both at once.
 #pragma once
 
 #include <map>
@@ -100,7 +102,8 @@ class Credentials {
   store::ClientStore& store_;
   std::shared_mutex mu_;
   std::map<std::string, Verified, std::less<>> verified_;
-  std::map<std::string, Signing, std::less<>> signing_;
+  std::map<std::string, std::vector<Signing>, std::less<>> signing_;  // at most two per client
+  std::uint64_t generation_ = 0;  // counts forget(): a fill that straddles one is not cached
 };
 
 }  // namespace kekd::api

@@ -39,5 +39,7 @@ std::string_view operation_name(Operation operation);
 
 bool allows(const std::vector<Grant>& grants, std::string_view key, Operation operation);
 bool pattern_matches(std::string_view pattern, std::string_view key);
+// True if some grant allows the operation on some key (GenerateRandom, which names no key).
+bool allows_on_any_key(const std::vector<Grant>& grants, Operation operation);
 
 }  // namespace kekd::api

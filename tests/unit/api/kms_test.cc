@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "api/kms.h"
+#include "kekd/api/sigv4.h"
 #include "support/keyring_harness.h"
 #include "support/memory_hsm.h"
 
@@ -141,3 +142,35 @@ TEST_CASE("KmsCommonMembersAcceptSymmetricDefaultAndReportDryRun") {
 
 }  // namespace
 }  // namespace kekd::api::kms
+
+namespace kekd::api {
+namespace {
+
+TEST_CASE("CredentialsSigningKeysAreTheSecretsAndGoWithADeletedClient") {
+  testing::MemoryHsm hsm;
+  testing::KeyringHarness h(hsm);
+  REQUIRE(Credentials::create_token_key(hsm).ok());
+  Credentials credentials(hsm, h.store());
+  Result<NewClient> client = credentials.create(false, "[]", 1'000);
+  REQUIRE(client.ok());
+  const std::string& id = client->client_id;
+  // Around midnight both dates are live; each has its own key, derived from the client's secret.
+  for (const char* date : {"20261123", "20261124", "20261123"}) {
+    Result<Credentials::SigningIdentity> identity =
+        credentials.signing_identity(id, date, "us-east-1", "kms");
+    REQUIRE(identity.ok());
+    CHECK(identity->principal.client_id == id);
+    CHECK(identity->signing_key == sigv4::signing_key(client->secret, date, "us-east-1", "kms"));
+  }
+  CHECK(credentials.signing_identity("cli_00000000000000000000", "20261123", "us-east-1", "kms")
+            .error()
+            .code() == Code::kUnauthenticated);
+  REQUIRE(credentials.remove(id, 2'000).ok());
+  for (const char* date : {"20261123", "20261124"}) {
+    CHECK(credentials.signing_identity(id, date, "us-east-1", "kms").error().code() ==
+          Code::kUnauthenticated);
+  }
+}
+
+}  // namespace
+}  // namespace kekd::api
