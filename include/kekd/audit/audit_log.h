@@ -145,6 +145,7 @@ class AuditLog final : public AuditSink {
   std::deque<Entry> queue_;
   bool closing_ = false;            // no new events; the writer drains the queue and exits
   bool stop_checkpointer_ = false;  // set once the writer has exited
+  bool checkpointer_idle_ = false;  // it waits for a commit, not for its interval (under mu_)
   Head committed_;                  // the head as of the last commit, for the checkpointer
   std::int64_t checkpoint_seq_ = 0;
   AuditStats stats_;
