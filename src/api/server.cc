@@ -169,10 +169,11 @@ class Session {
     request.request_id = new_request_id();
 
     // The handler may block on the HSM: run it on a worker, never on this I/O thread, and come
-    // back to this connection's strand to write.
+    // back to this connection's strand to write. What it answers at once runs here instead.
     state_->in_flight++;
-    net::post(*state_->workers, [self = derived().shared_from_this(),
-                                 request = std::move(request)]() mutable {
+    const bool at_once =
+        state_->options.answers_at_once && state_->options.answers_at_once(request);
+    auto run = [self = derived().shared_from_this(), request = std::move(request)]() mutable {
       // Back to this connection's strand to write, from whichever thread answers.
       auto answered = std::make_shared<std::atomic<bool>>(false);
       Responder respond = [self, answered, id = request.request_id](HttpResponse response) {
@@ -187,7 +188,12 @@ class Session {
       } catch (const std::exception&) {
         respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
       }
-    });
+    };
+    if (at_once) {
+      run();
+    } else {
+      net::post(*state_->workers, std::move(run));
+    }
   }
 
   // An error found before the request could be handed to the handler; the connection is closed

@@ -89,6 +89,7 @@ api::ServerOptions server_options(const Config& config) {
   o.port = config.server.port;
   o.io_threads = config.server.io_threads;
   o.workers = config.server.workers != 0 ? config.server.workers : config.hsm.sessions;
+  o.answers_at_once = &api::Api::answers_at_once;
   o.max_connections = config.server.max_connections;
   o.header_limit = config.server.header_limit;
   o.body_limit = config.server.body_limit;
@@ -137,14 +138,15 @@ Status run_serve(const std::string& config_path) {
   if (config.audit.mode != AuditMode::kOff) {
     audit::AuditOptions audit_options;
     audit_options.durable = config.audit.mode == AuditMode::kDurable;
-    KEKD_ASSIGN_OR_RETURN(audit_log, audit::AuditLog::open(*d.store, metered,
-                                                           std::string(kSigningKeyLabel),
-                                                           std::move(audit_options)));
+    KEKD_ASSIGN_OR_RETURN(audit_log,
+                          audit::AuditLog::open(*d.store, metered, std::string(kSigningKeyLabel),
+                                                std::move(audit_options)));
     audit_sink = audit_log.get();
     add_audit_metrics(metrics, *audit_log);
     if (config.audit.mode == AuditMode::kAsync) {
-      spdlog::warn("audit.mode = async: requests are answered before their audit records are "
-                   "durable; a crash can lose the last records");
+      spdlog::warn(
+          "audit.mode = async: requests are answered before their audit records are "
+          "durable; a crash can lose the last records");
     }
   } else {
     spdlog::warn("audit.mode = off (benchmark build): nothing is audited");
@@ -184,15 +186,15 @@ Status run_serve(const std::string& config_path) {
 
   KEKD_ASSIGN_OR_RETURN(
       std::unique_ptr<api::HttpServer> server,
-      api::HttpServer::start(server_options(config), [&api](const api::HttpRequest& request,
-                                                             api::Responder respond) {
-        api.handle(request, [respond = std::move(respond), id = request.request_id,
-                             method = request.method](api::HttpResponse response) {
-          spdlog::debug("request id={} method={} route={} status={}", id, method, response.route,
-                        response.status);
-          respond(std::move(response));
-        });
-      }));
+      api::HttpServer::start(
+          server_options(config), [&api](const api::HttpRequest& request, api::Responder respond) {
+            api.handle(request, [respond = std::move(respond), id = request.request_id,
+                                 method = request.method](api::HttpResponse response) {
+              spdlog::debug("request id={} method={} route={} status={}", id, method,
+                            response.route, response.status);
+              respond(std::move(response));
+            });
+          }));
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });
   auto ticker = std::make_unique<Ticker>(*d.ceremonies);

@@ -61,6 +61,10 @@ class Api {
   // thread when there are none, else on the audit log's thread (ApiServices::audit).
   void handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
+  // True for the requests answered without the HSM, the store or the audit log: GET /v1/health
+  // and /v1/ready (ServerOptions::answers_at_once).
+  static bool answers_at_once(const HttpRequest& request);
+
   // The same, waiting for the answer (tests, tools).
   HttpResponse handle(const HttpRequest& request);
 

@@ -34,6 +34,9 @@ struct ServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string client_ca;
+  // Requests the handler answers at once, without the HSM or the audit log (health, readiness,
+  // metrics): they run on the I/O thread, so that they never queue behind HSM work on the pool.
+  std::function<bool(const HttpRequest&)> answers_at_once;
 };
 
 // Answers a request by calling the responder exactly once, from any thread, now or later (when
