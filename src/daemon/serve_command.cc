@@ -20,13 +20,18 @@ namespace {
 // second, on its own thread, until stopped.
 class Ticker {
  public:
-  explicit Ticker(quorum::CeremonyService& ceremonies)
-      : thread_([this, &ceremonies] {
+  Ticker(quorum::CeremonyService& ceremonies, hsm::Pkcs11Hsm& hsm)
+      : thread_([this, &ceremonies, &hsm] {
           std::unique_lock lock(mu_);
           while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
             lock.unlock();
             Status status = ceremonies.tick();
             if (!status.ok()) spdlog::warn("ceremony tick: {}", status.error().to_string());
+            // Lost sessions come back by themselves once the token does, traffic or not.
+            if (!hsm.healthy()) {
+              Status healed = hsm.heal();
+              if (!healed.ok()) spdlog::debug("HSM sessions: {}", healed.error().to_string());
+            }
             lock.lock();
           }
         }) {}
@@ -197,7 +202,7 @@ Status run_serve(const std::string& config_path) {
           }));
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });
-  auto ticker = std::make_unique<Ticker>(*d.ceremonies);
+  auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
   spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",
                config.server.tls_cert.empty() ? "http" : "https", config.server.host,

@@ -216,6 +216,8 @@ Module& Pkcs11Hsm::module() { return *impl_->module; }
 SessionPool& Pkcs11Hsm::sessions() { return *impl_->pool; }
 bool Pkcs11Hsm::healthy() const { return impl_->pool->healthy(); }
 
+Status Pkcs11Hsm::heal() { return impl_->pool->reopen_broken(); }
+
 Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
   auto impl = std::make_unique<Impl>();
   KEKD_ASSIGN_OR_RETURN(impl->module, Module::load(config.module_path));

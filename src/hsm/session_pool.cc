@@ -1,5 +1,7 @@
 #include "session_pool.h"
 
+#include <algorithm>
+
 #include "ck_result.h"
 
 namespace kekd::hsm {
@@ -79,6 +81,27 @@ Result<SessionPool::Lease> SessionPool::acquire() {
     broken_--;
   }
   return Lease(this, index, handle);
+}
+
+Status SessionPool::reopen_broken() {
+  for (;;) {
+    std::size_t index;
+    {
+      std::lock_guard lock(mu_);
+      auto it = std::find_if(free_.begin(), free_.end(),
+                             [this](std::size_t i) { return handles_[i] == CK_INVALID_HANDLE; });
+      if (it == free_.end()) return ok_status();
+      index = *it;
+      free_.erase(it);
+    }
+    Result<CK_SESSION_HANDLE> opened = open_session();
+    if (!opened.ok()) {
+      release(index, CK_INVALID_HANDLE, false, false);
+      return opened.error();
+    }
+    broken_--;
+    release(index, *opened, false, false);
+  }
 }
 
 void SessionPool::release(std::size_t index, CK_SESSION_HANDLE handle, bool lost, bool failed) {

@@ -68,6 +68,12 @@ class SessionPool {
   // False once a session has been lost or failed and not yet successfully replaced.
   bool healthy() const { return broken_ == 0; }
 
+  // Reopens every free slot whose session was lost or failed. acquire() does that too, but only
+  // when a request comes: this lets readiness recover once the token is back even while no
+  // traffic arrives (a load balancer sends none to an instance that is not ready). Stops at the
+  // first failure; a wrong PIN is not retried here either.
+  Status reopen_broken();
+
  private:
   SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, std::size_t size);
 

@@ -44,6 +44,8 @@ class Pkcs11Hsm final : public Hsm {
 
   // True while every pooled session is usable (readiness).
   bool healthy() const;
+  // Reopens lost or failed sessions now rather than at the next request (SessionPool).
+  Status heal();
 
   // For tests of the adapter itself (tests/integration/hsm): the raw module and pool.
   Module& module();
