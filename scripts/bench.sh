@@ -67,7 +67,7 @@ dirty=false
 if [ -n "$(git -C "$root" --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null)" ]; then
   dirty=true
 fi
-out=${BENCH_OUT:-$build/bench-$sha$([ "$dirty" = true ] && echo -dirty).json}
+out=${BENCH_OUT:-$build/bench-$sha$([ "$dirty" = true ] && echo -dirty || true).json}
 
 say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
