@@ -4,37 +4,48 @@
 
 namespace kekd::api {
 
-int http_status(Code code) {
+// The one table: for each code, the native API's status, and the AWS KMS API's error type and
+// status (AWS answers client errors with 400 and a type; the SDKs choose exceptions by the type).
+ErrorFaces faces(Code code) {
   switch (code) {
     case Code::kInvalidArgument:
+      return {400, "ValidationException", 400};
     case Code::kInvalidCiphertext:
+      return {400, "InvalidCiphertextException", 400};
     case Code::kSignatureRejected:
     case Code::kUnknownOperator:
-      return 400;
+      return {400, "ValidationException", 400};
     case Code::kUnauthenticated:
-      return 401;
+      return {401, "UnrecognizedClientException", 400};
     case Code::kPermissionDenied:
-      return 403;
+      return {403, "AccessDeniedException", 400};
     case Code::kNotFound:
-      return 404;
+      return {404, "NotFoundException", 400};
     case Code::kMethodNotAllowed:
-      return 405;
+      return {405, "ValidationException", 400};
     case Code::kAlreadyExists:
+      return {409, "AlreadyExistsException", 400};
     case Code::kFailedPrecondition:
     case Code::kDuplicateApproval:
-      return 409;
+      // For KMS: a key without an enabled version, or a ciphertext of a disabled or destroyed
+      // version, is what AWS calls a disabled key (KMSInvalidStateException is for keys pending
+      // deletion or import, states a kekd key is never in as a whole).
+      return {409, "DisabledException", 400};
     case Code::kPayloadTooLarge:
-      return 413;
+      return {413, "ValidationException", 400};
     case Code::kResourceExhausted:
-      return 429;
+      return {429, "ThrottlingException", 400};
     case Code::kUnavailable:
     case Code::kPinIncorrect:
-      return 503;
+      // The HSM or the store cannot serve now; 503 makes clients and every AWS SDK retry.
+      return {503, "DependencyTimeoutException", 503};
     case Code::kInternal:
-      return 500;
+      return {500, "KMSInternalException", 500};
   }
-  return 500;
+  return {500, "KMSInternalException", 500};
 }
+
+int http_status(Code code) { return faces(code).status; }
 
 HttpResponse error_response(const Error& error, const std::string& request_id) {
   HttpResponse response;

@@ -18,7 +18,7 @@ struct KmsError {
   std::string type;
   std::string message;
   int status = 400;
-  // The one table from kekd's codes to AWS's types (kms_error.cc).
+  // The KMS type and status the one error table (errors.cc) gives the code.
   KmsError(const Error& error);  // NOLINT: implicit, so that KMS_ASSIGN_OR_RETURN takes both
   KmsError(std::string type, std::string message, int status = 400)
       : type(std::move(type)), message(std::move(message)), status(status) {}
@@ -31,43 +31,10 @@ KmsError validation(std::string message);     // ValidationException
 KmsError serialization(std::string message);  // SerializationException
 KmsError unsupported(std::string message);    // UnsupportedOperationException
 
-// A value or a KmsError, like Result<T> is a value or an Error.
+// A value or a KmsError. A Result<T> of the domain converts into it through the error table, so
+// KEKD_ASSIGN_OR_RETURN and KEKD_RETURN_IF_ERROR work on both inside the KMS operations.
 template <typename T>
-class [[nodiscard]] KmsResult {
- public:
-  KmsResult(T value) : v_(std::move(value)) {}         // NOLINT
-  KmsResult(KmsError error) : v_(std::move(error)) {}  // NOLINT
-  KmsResult(Error error) : v_(KmsError(error)) {}      // NOLINT
-  bool ok() const { return v_.index() == 0; }
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  const KmsError& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, KmsError> v_;
-};
-
-#define KMS_ASSIGN_OR_RETURN(lhs, expr) \
-  KMS_ASSIGN_OR_RETURN_IMPL_(KEKD_CONCAT_(kms_result_, __LINE__), lhs, expr)
-#define KMS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)  \
-  auto tmp = (expr);                                \
-  if (!tmp.ok()) {                                  \
-    return ::kekd::api::kms::KmsError(tmp.error()); \
-  }                                                 \
-  lhs = std::move(tmp).value()
-
-#define KMS_RETURN_IF_ERROR(expr)                             \
-  do {                                                        \
-    auto kms_status_ = (expr);                                \
-    if (!kms_status_.ok()) {                                  \
-      return ::kekd::api::kms::KmsError(kms_status_.error()); \
-    }                                                         \
-  } while (false)
+using KmsResult = Result<T, KmsError>;
 
 // The response to a failed request: the JSON body, the status, x-amzn-RequestId.
 HttpResponse error_response(const KmsError& error, const std::string& request_id);

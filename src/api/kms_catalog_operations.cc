@@ -48,10 +48,10 @@ struct Page {
 
 KmsResult<Page> page_of(Call& call, std::uint64_t max_limit, std::uint64_t default_limit,
                         std::function<bool(const keys::KeyInfo&)> include) {
-  KMS_ASSIGN_OR_RETURN(std::optional<std::uint64_t> limit,
-                       integer_member(call.body, "Limit", 1, max_limit));
-  KMS_ASSIGN_OR_RETURN(std::optional<std::string> marker,
-                       string_member(call.body, "Marker", 1, kMaxMarker));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::uint64_t> limit,
+                        integer_member(call.body, "Limit", 1, max_limit));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::string> marker,
+                        string_member(call.body, "Marker", 1, kMaxMarker));
   if (marker && !marker->starts_with(kMarkerPrefix)) {
     return KmsError("InvalidMarkerException", "The request contains an invalid Marker.");
   }
@@ -79,11 +79,11 @@ Json paged(Json body, const Page& page) {
 }  // namespace
 
 KmsResult<Json> describe_key(Call& call) {
-  KMS_ASSIGN_OR_RETURN(std::string key_id,
-                       required_string_member(call.body, "KeyId", 1, kMaxKeyId));
-  KMS_RETURN_IF_ERROR(common_members(call.body, nullptr));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
-                       resolve_key(*call.services.keyring, call.services.kms, key_id));
+  KEKD_ASSIGN_OR_RETURN(std::string key_id,
+                        required_string_member(call.body, "KeyId", 1, kMaxKeyId));
+  KEKD_RETURN_IF_ERROR(common_members(call.body, nullptr));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                        resolve_key(*call.services.keyring, call.services.kms, key_id));
   if (!visible(call, key)) {
     return KmsError(
         Error(Code::kPermissionDenied, "The client " + call.context.principal->client_id +
@@ -94,8 +94,8 @@ KmsResult<Json> describe_key(Call& call) {
 
 KmsResult<Json> list_keys(Call& call) {
   // AWS's bounds: ListKeys 1..1000, 100 by default; ListAliases 1..100, 50 by default.
-  KMS_ASSIGN_OR_RETURN(Page page,
-                       page_of(call, 1000, 100, [](const keys::KeyInfo&) { return true; }));
+  KEKD_ASSIGN_OR_RETURN(Page page,
+                        page_of(call, 1000, 100, [](const keys::KeyInfo&) { return true; }));
   Json keys = Json::array();
   for (const keys::KeyInfo& key : page.keys) {
     keys.push_back(
@@ -105,17 +105,17 @@ KmsResult<Json> list_keys(Call& call) {
 }
 
 KmsResult<Json> list_aliases(Call& call) {
-  KMS_ASSIGN_OR_RETURN(std::optional<std::string> key_id,
-                       string_member(call.body, "KeyId", 1, kMaxKeyId));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::string> key_id,
+                        string_member(call.body, "KeyId", 1, kMaxKeyId));
   std::optional<std::string> only;
   if (key_id) {
-    KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
-                         resolve_key(*call.services.keyring, call.services.kms, *key_id));
+    KEKD_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                          resolve_key(*call.services.keyring, call.services.kms, *key_id));
     only = key.record.id;
   }
-  KMS_ASSIGN_OR_RETURN(Page page, page_of(call, 100, 50, [&](const keys::KeyInfo& key) {
-                         return !only || key.record.id == *only;
-                       }));
+  KEKD_ASSIGN_OR_RETURN(Page page, page_of(call, 100, 50, [&](const keys::KeyInfo& key) {
+                          return !only || key.record.id == *only;
+                        }));
   Json aliases = Json::array();
   for (const keys::KeyInfo& key : page.keys) {
     aliases.push_back({{"AliasName", alias_name(key.record.name)},

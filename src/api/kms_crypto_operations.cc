@@ -51,7 +51,7 @@ KmsError dry_run() {
   return error;
 }
 
-// A Result of the keyring as a KmsResult, for account() and KMS_ASSIGN_OR_RETURN alike.
+// A Result of the keyring as a KmsResult, for account() and KEKD_ASSIGN_OR_RETURN alike.
 template <typename T>
 KmsResult<T> kms_result(Result<T> result) {
   if (!result.ok()) return KmsError(result.error());
@@ -59,7 +59,7 @@ KmsResult<T> kms_result(Result<T> result) {
 }
 
 KmsResult<SecretBytes> required_blob(const Json& body, const char* member, std::size_t max) {
-  KMS_ASSIGN_OR_RETURN(std::optional<SecretBytes> blob, blob_member(body, member, 1, max));
+  KEKD_ASSIGN_OR_RETURN(std::optional<SecretBytes> blob, blob_member(body, member, 1, max));
   if (!blob) {
     return validation(std::string("1 validation error detected: Value at '") + member +
                       "' failed to satisfy constraint: Member must not be null");
@@ -75,17 +75,17 @@ KmsResult<keys::KeyInfo> key_of_ciphertext(Call& call, ByteView blob, const char
   Result<keys::Ciphertext> parsed = keys::parse_ciphertext(blob);
   if (!parsed.ok()) return KmsError(parsed.error());
   // The grant first: whether the named key exists is not for a client without one to learn.
-  KMS_RETURN_IF_ERROR(authorize(call, parsed->key_name, operation, "the ciphertext's key"));
+  KEKD_RETURN_IF_ERROR(authorize(call, parsed->key_name, operation, "the ciphertext's key"));
   Result<keys::KeyInfo> key = call.services.keyring->describe(parsed->key_name);
   if (!key.ok()) {
     return KmsError(key.error().code() == Code::kNotFound ? keys::invalid_ciphertext()
                                                           : key.error());
   }
-  KMS_ASSIGN_OR_RETURN(std::optional<std::string> key_id,
-                       string_member(call.body, key_id_member, 1, kMaxKeyId));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::string> key_id,
+                        string_member(call.body, key_id_member, 1, kMaxKeyId));
   if (key_id) {
-    KMS_ASSIGN_OR_RETURN(keys::KeyInfo named,
-                         resolve_key(*call.services.keyring, call.services.kms, *key_id));
+    KEKD_ASSIGN_OR_RETURN(keys::KeyInfo named,
+                          resolve_key(*call.services.keyring, call.services.kms, *key_id));
     if (named.record.id != key->record.id) {
       KmsError error("IncorrectKeyException",
                      "The key ID in the request does not identify a KMS key that can perform "
@@ -98,11 +98,12 @@ KmsResult<keys::KeyInfo> key_of_ciphertext(Call& call, ByteView blob, const char
 }
 
 KmsResult<Json> data_key(Call& call, bool with_plaintext) {
-  KMS_ASSIGN_OR_RETURN(std::string key_id,
-                       required_string_member(call.body, "KeyId", 1, kMaxKeyId));
-  KMS_ASSIGN_OR_RETURN(std::optional<std::uint64_t> number,
-                       integer_member(call.body, "NumberOfBytes", 1, keys::kMaxDataKeyBytes));
-  KMS_ASSIGN_OR_RETURN(std::optional<std::string> spec, string_member(call.body, "KeySpec", 1, 16));
+  KEKD_ASSIGN_OR_RETURN(std::string key_id,
+                        required_string_member(call.body, "KeyId", 1, kMaxKeyId));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::uint64_t> number,
+                        integer_member(call.body, "NumberOfBytes", 1, keys::kMaxDataKeyBytes));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::string> spec,
+                        string_member(call.body, "KeySpec", 1, 16));
   if (number && spec) {
     return validation("Please specify either number of bytes or key spec, not both.");
   }
@@ -115,18 +116,18 @@ KmsResult<Json> data_key(Call& call, bool with_plaintext) {
     }
     number = *spec == "AES_128" ? 16 : 32;
   }
-  KMS_ASSIGN_OR_RETURN(keys::EncryptionContext context,
-                       context_member(call.body, "EncryptionContext"));
-  KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, nullptr));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
-                       resolve_key(*call.services.keyring, call.services.kms, key_id));
-  KMS_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kDatakey, key_id));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context,
+                        context_member(call.body, "EncryptionContext"));
+  KEKD_ASSIGN_OR_RETURN(bool dry, common_members(call.body, nullptr));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                        resolve_key(*call.services.keyring, call.services.kms, key_id));
+  KEKD_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kDatakey, key_id));
   if (dry) return dry_run();
   KmsResult<keys::DataKey> dk = kms_result(
       call.services.keyring->generate_data_key(key.record.name, *number, context, with_plaintext));
   account(call, Operation::kDatakey, key.record.name,
           dk.ok() ? std::optional(dk->version) : std::nullopt, dk);
-  KMS_ASSIGN_OR_RETURN(keys::DataKey data_key, std::move(dk));
+  KEKD_ASSIGN_OR_RETURN(keys::DataKey data_key, std::move(dk));
   Json out = {{"CiphertextBlob", encode_base64(data_key.ciphertext)},
               {"KeyId", key_arn(call.services.kms, key.record.id)}};
   if (data_key.plaintext) out["Plaintext"] = encode_base64(*data_key.plaintext);
@@ -136,70 +137,73 @@ KmsResult<Json> data_key(Call& call, bool with_plaintext) {
 }  // namespace
 
 KmsResult<Json> encrypt(Call& call) {
-  KMS_ASSIGN_OR_RETURN(std::string key_id,
-                       required_string_member(call.body, "KeyId", 1, kMaxKeyId));
-  KMS_ASSIGN_OR_RETURN(SecretBytes plaintext, required_blob(call.body, "Plaintext", kMaxPlaintext));
-  KMS_ASSIGN_OR_RETURN(keys::EncryptionContext context,
-                       context_member(call.body, "EncryptionContext"));
-  KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
-                       resolve_key(*call.services.keyring, call.services.kms, key_id));
-  KMS_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kWrap, key_id));
+  KEKD_ASSIGN_OR_RETURN(std::string key_id,
+                        required_string_member(call.body, "KeyId", 1, kMaxKeyId));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes plaintext,
+                        required_blob(call.body, "Plaintext", kMaxPlaintext));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context,
+                        context_member(call.body, "EncryptionContext"));
+  KEKD_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                        resolve_key(*call.services.keyring, call.services.kms, key_id));
+  KEKD_RETURN_IF_ERROR(authorize(call, key.record.name, Operation::kWrap, key_id));
   if (dry) return dry_run();
   KmsResult<keys::Wrapped> w =
       kms_result(call.services.keyring->wrap(key.record.name, plaintext, context));
   account(call, Operation::kWrap, key.record.name,
           w.ok() ? std::optional(w->version) : std::nullopt, w);
-  KMS_ASSIGN_OR_RETURN(keys::Wrapped wrapped, std::move(w));
+  KEKD_ASSIGN_OR_RETURN(keys::Wrapped wrapped, std::move(w));
   return Json{{"CiphertextBlob", encode_base64(wrapped.ciphertext)},
               {"KeyId", key_arn(call.services.kms, key.record.id)},
               {"EncryptionAlgorithm", kAlgorithm}};
 }
 
 KmsResult<Json> decrypt(Call& call) {
-  KMS_ASSIGN_OR_RETURN(SecretBytes blob,
-                       required_blob(call.body, "CiphertextBlob", kMaxCiphertextBlob));
-  KMS_ASSIGN_OR_RETURN(keys::EncryptionContext context,
-                       context_member(call.body, "EncryptionContext"));
-  KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo key,
-                       key_of_ciphertext(call, blob, "KeyId", Operation::kUnwrap));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes blob,
+                        required_blob(call.body, "CiphertextBlob", kMaxCiphertextBlob));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext context,
+                        context_member(call.body, "EncryptionContext"));
+  KEKD_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "EncryptionAlgorithm"));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo key,
+                        key_of_ciphertext(call, blob, "KeyId", Operation::kUnwrap));
   if (dry) return dry_run();
   KmsResult<keys::Unwrapped> u =
       kms_result(call.services.keyring->unwrap(key.record.name, blob, context));
   account(call, Operation::kUnwrap, key.record.name,
           u.ok() ? std::optional(u->version) : std::nullopt, u);
-  KMS_ASSIGN_OR_RETURN(keys::Unwrapped unwrapped, std::move(u));
+  KEKD_ASSIGN_OR_RETURN(keys::Unwrapped unwrapped, std::move(u));
   return Json{{"KeyId", key_arn(call.services.kms, key.record.id)},
               {"Plaintext", encode_base64(unwrapped.plaintext)},
               {"EncryptionAlgorithm", kAlgorithm}};
 }
 
 KmsResult<Json> re_encrypt(Call& call) {
-  KMS_ASSIGN_OR_RETURN(SecretBytes blob,
-                       required_blob(call.body, "CiphertextBlob", kMaxCiphertextBlob));
-  KMS_ASSIGN_OR_RETURN(std::string destination_id,
-                       required_string_member(call.body, "DestinationKeyId", 1, kMaxKeyId));
-  KMS_ASSIGN_OR_RETURN(keys::EncryptionContext source_context,
-                       context_member(call.body, "SourceEncryptionContext"));
-  KMS_ASSIGN_OR_RETURN(keys::EncryptionContext destination_context,
-                       context_member(call.body, "DestinationEncryptionContext"));
-  KMS_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "SourceEncryptionAlgorithm"));
-  KMS_RETURN_IF_ERROR(common_members(call.body, "DestinationEncryptionAlgorithm"));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo source,
-                       key_of_ciphertext(call, blob, "SourceKeyId", Operation::kRewrap));
-  KMS_ASSIGN_OR_RETURN(keys::KeyInfo destination,
-                       resolve_key(*call.services.keyring, call.services.kms, destination_id));
-  KMS_RETURN_IF_ERROR(authorize(call, destination.record.name, Operation::kRewrap, destination_id));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes blob,
+                        required_blob(call.body, "CiphertextBlob", kMaxCiphertextBlob));
+  KEKD_ASSIGN_OR_RETURN(std::string destination_id,
+                        required_string_member(call.body, "DestinationKeyId", 1, kMaxKeyId));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext source_context,
+                        context_member(call.body, "SourceEncryptionContext"));
+  KEKD_ASSIGN_OR_RETURN(keys::EncryptionContext destination_context,
+                        context_member(call.body, "DestinationEncryptionContext"));
+  KEKD_ASSIGN_OR_RETURN(bool dry, common_members(call.body, "SourceEncryptionAlgorithm"));
+  KEKD_RETURN_IF_ERROR(common_members(call.body, "DestinationEncryptionAlgorithm"));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo source,
+                        key_of_ciphertext(call, blob, "SourceKeyId", Operation::kRewrap));
+  KEKD_ASSIGN_OR_RETURN(keys::KeyInfo destination,
+                        resolve_key(*call.services.keyring, call.services.kms, destination_id));
+  KEKD_RETURN_IF_ERROR(
+      authorize(call, destination.record.name, Operation::kRewrap, destination_id));
   const bool same =
       source.record.name == destination.record.name && source_context == destination_context;
   // Under the same key and context this is kekd's rewrap. To another key or context it opens the
   // data key under one and wraps it under the other, so it needs what those need too: else rewrap
   // on two keys would be unwrap across keys (move a blob to a key one may decrypt with).
   if (!same) {
-    KMS_RETURN_IF_ERROR(
+    KEKD_RETURN_IF_ERROR(
         authorize(call, source.record.name, Operation::kUnwrap, "the ciphertext's key"));
-    KMS_RETURN_IF_ERROR(authorize(call, destination.record.name, Operation::kWrap, destination_id));
+    KEKD_RETURN_IF_ERROR(
+        authorize(call, destination.record.name, Operation::kWrap, destination_id));
   }
   if (dry) return dry_run();
   keys::Keyring& keyring = *call.services.keyring;
@@ -207,15 +211,15 @@ KmsResult<Json> re_encrypt(Call& call) {
   // buffer wipes itself.
   KmsResult<keys::Wrapped> w = [&]() -> KmsResult<keys::Wrapped> {
     if (same) return kms_result(keyring.rewrap(source.record.name, blob, source_context));
-    KMS_ASSIGN_OR_RETURN(keys::Unwrapped opened,
-                         kms_result(keyring.unwrap(source.record.name, blob, source_context)));
+    KEKD_ASSIGN_OR_RETURN(keys::Unwrapped opened,
+                          kms_result(keyring.unwrap(source.record.name, blob, source_context)));
     return kms_result(keyring.wrap(destination.record.name, opened.plaintext, destination_context));
   }();
   std::optional<std::string> subject;
   if (source.record.name != destination.record.name) subject = "from key " + source.record.name;
   account(call, Operation::kRewrap, destination.record.name,
           w.ok() ? std::optional(w->version) : std::nullopt, w, std::move(subject));
-  KMS_ASSIGN_OR_RETURN(keys::Wrapped wrapped, std::move(w));
+  KEKD_ASSIGN_OR_RETURN(keys::Wrapped wrapped, std::move(w));
   return Json{{"CiphertextBlob", encode_base64(wrapped.ciphertext)},
               {"SourceKeyId", key_arn(call.services.kms, source.record.id)},
               {"KeyId", key_arn(call.services.kms, destination.record.id)},
@@ -228,8 +232,8 @@ KmsResult<Json> generate_data_key(Call& call) { return data_key(call, true); }
 KmsResult<Json> generate_data_key_without_plaintext(Call& call) { return data_key(call, false); }
 
 KmsResult<Json> generate_random(Call& call) {
-  KMS_ASSIGN_OR_RETURN(std::optional<std::uint64_t> number,
-                       integer_member(call.body, "NumberOfBytes", 1, keys::kMaxDataKeyBytes));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::uint64_t> number,
+                        integer_member(call.body, "NumberOfBytes", 1, keys::kMaxDataKeyBytes));
   if (!number) {
     return validation(
         "1 validation error detected: Value at 'numberOfBytes' failed to satisfy constraint: "
@@ -246,7 +250,7 @@ KmsResult<Json> generate_random(Call& call) {
                                                        " holds no datakey grant, which "
                                                        "GenerateRandom needs"));
   }
-  KMS_ASSIGN_OR_RETURN(SecretBytes random, call.services.hsm->random(*number));
+  KEKD_ASSIGN_OR_RETURN(SecretBytes random, call.services.hsm->random(*number));
   return Json{{"Plaintext", encode_base64(random)}};
 }
 

@@ -1,57 +1,17 @@
-// AWS KMS's error types for kekd's codes: the KMS face of the one error table (errors.cc is the
-// native face). AWS answers client errors with 400 and a type, whatever the cause; the SDKs
-// choose their exception classes from the type alone.
+// AWS KMS's error bodies. The type and status of a kekd code come from the one error table
+// (errors.cc); the errors here without a kekd code (ValidationException for AWS's own constraints,
+// SerializationException, ...) are AWS's own, always 400.
+#include "errors.h"
 #include "kms.h"
 
 namespace kekd::api::kms {
 
-KmsError::KmsError(const Error& error) : message(error.message()), code(error.code()) {
-  switch (error.code()) {
-    case Code::kInvalidArgument:
-    case Code::kMethodNotAllowed:
-    case Code::kPayloadTooLarge:
-    case Code::kSignatureRejected:
-    case Code::kUnknownOperator:
-      type = "ValidationException";
-      break;
-    case Code::kInvalidCiphertext:
-      type = "InvalidCiphertextException";
-      break;
-    case Code::kNotFound:
-      type = "NotFoundException";
-      break;
-    case Code::kAlreadyExists:
-      type = "AlreadyExistsException";
-      break;
-    case Code::kFailedPrecondition:
-    case Code::kDuplicateApproval:
-      // A key without an enabled version, or a ciphertext of a disabled or destroyed version:
-      // what AWS answers for a disabled key (KMSInvalidStateException is for keys pending
-      // deletion or import, states a kekd key is never in as a whole).
-      type = "DisabledException";
-      break;
-    case Code::kUnauthenticated:
-      type = "UnrecognizedClientException";
-      break;
-    case Code::kPermissionDenied:
-      type = "AccessDeniedException";
-      break;
-    case Code::kResourceExhausted:
-      type = "ThrottlingException";
-      break;
-    case Code::kUnavailable:
-    case Code::kPinIncorrect:
-      // The HSM or the store cannot serve now. 503 makes every SDK retry with back-off.
-      type = "DependencyTimeoutException";
-      status = 503;
-      break;
-    case Code::kInternal:
-      type = "KMSInternalException";
-      message = "internal error";  // the detail is for kekd's log, not for the client
-      status = 500;
-      break;
-  }
-}
+KmsError::KmsError(const Error& error)
+    : type(faces(error.code()).kms_type),
+      // An internal error's detail is for the log, not for the client.
+      message(error.code() == Code::kInternal ? "internal error" : error.message()),
+      status(faces(error.code()).kms_status),
+      code(error.code()) {}
 
 KmsError validation(std::string message) {
   return KmsError("ValidationException", std::move(message));

@@ -49,7 +49,7 @@ KmsResult<std::optional<std::string>> string_member(const Json& body, const char
 
 KmsResult<std::string> required_string_member(const Json& body, const char* member, std::size_t min,
                                               std::size_t max) {
-  KMS_ASSIGN_OR_RETURN(std::optional<std::string> value, string_member(body, member, min, max));
+  KEKD_ASSIGN_OR_RETURN(std::optional<std::string> value, string_member(body, member, min, max));
   if (!value) return constraint(member, "not be null");
   return std::move(*value);
 }
@@ -109,8 +109,8 @@ KmsResult<bool> common_members(const Json& body, const char* algorithm_member) {
     }
   }
   if (algorithm_member != nullptr) {
-    KMS_ASSIGN_OR_RETURN(std::optional<std::string> algorithm,
-                         string_member(body, algorithm_member, 1, 64));
+    KEKD_ASSIGN_OR_RETURN(std::optional<std::string> algorithm,
+                          string_member(body, algorithm_member, 1, 64));
     if (algorithm && *algorithm != "SYMMETRIC_DEFAULT") {
       return validation("kekd keys support only the encryption algorithm SYMMETRIC_DEFAULT, not '" +
                         *algorithm + "'");

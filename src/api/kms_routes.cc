@@ -121,7 +121,7 @@ HttpResponse handle(const ApiServices& s, Api::Context& c) {
       }
       return unknown_operation();
     }
-    KMS_ASSIGN_OR_RETURN(Json body, parse_body(c.request.body));
+    KEKD_ASSIGN_OR_RETURN(Json body, parse_body(c.request.body));
     Call call{s, c, body};
     return target->handler(call);
   }();

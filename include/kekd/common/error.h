@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -49,11 +50,16 @@ class Error {
 };
 
 // A value or an Error. Constructors that can fail are static factories returning a Result.
-template <typename T>
+// E is Error everywhere but in a protocol face with its own errors (the KMS API's KmsError, which
+// is made from an Error by that face's table, so a Result<T> converts into it).
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design, like StatusOr
-  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+  template <typename F>
+  requires(!std::is_same_v<F, E> && std::is_constructible_v<E, const F&>) Result(const F& error)
+      : v_(std::in_place_index<1>, E(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -66,10 +72,10 @@ class [[nodiscard]] Result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
 };
 
 // Result of an operation that produces nothing but can fail.
@@ -91,13 +97,14 @@ inline Status ok_status() { return Status(); }
 
 }  // namespace kekd
 
-// Propagates a failed Status or Result from the enclosing function.
-#define KEKD_RETURN_IF_ERROR(expr)                \
-  do {                                            \
-    auto kekd_status_ = (expr);                   \
-    if (!kekd_status_.ok()) {                     \
-      return ::kekd::Error(kekd_status_.error()); \
-    }                                             \
+// Propagates a failed Status or Result from the enclosing function (its error converts to the
+// enclosing function's error type).
+#define KEKD_RETURN_IF_ERROR(expr) \
+  do {                             \
+    auto kekd_status_ = (expr);    \
+    if (!kekd_status_.ok()) {      \
+      return kekd_status_.error(); \
+    }                              \
   } while (false)
 
 #define KEKD_CONCAT_INNER_(a, b) a##b
@@ -109,6 +116,6 @@ inline Status ok_status() { return Status(); }
 #define KEKD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                \
   if (!tmp.ok()) {                                  \
-    return ::kekd::Error(tmp.error());              \
+    return tmp.error();                             \
   }                                                 \
   lhs = std::move(tmp).value()
