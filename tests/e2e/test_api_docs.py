@@ -52,11 +52,12 @@ def code_names():
 
 
 def status_table():
-    """{"kInvalidArgument": 400, ...} from http_status() in src/api/errors.cc."""
+    """{"kInvalidArgument": 400, ...}: the native status of each code in faces(), the one error
+    table of src/api/errors.cc (each row is {native status, KMS type, KMS status})."""
     text = read(os.path.join(API_SRC, "errors.cc"))
-    body = re.search(r"int http_status\(Code code\) \{(.*?)\n\}", text, re.S).group(1)
+    body = re.search(r"ErrorFaces faces\(Code code\) \{(.*?)\n\}", text, re.S).group(1)
     table, pending = {}, []
-    for token in re.finditer(r"case Code::(k\w+):|return (\d{3});", body):
+    for token in re.finditer(r"case Code::(k\w+):|return \{(\d{3}),", body):
         if token.group(1):
             pending.append(token.group(1))
         else:
