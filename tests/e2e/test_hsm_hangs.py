@@ -8,6 +8,8 @@ hangs"), through the PKCS#11 shim (tests/pkcs11_shim) whose control file makes c
 - /v1/health stays fast, /v1/ready turns false once a call runs past hsm.stall_threshold and true
   again by itself within seconds of the hang's end; the session pool is whole again (metrics),
   and no session or session object leaked (the shim's call counts at exit).
+- a request queued behind a hung call gets 503 after hsm.acquire_timeout in its own API's format
+  (native `unavailable`, KMS `DependencyTimeoutException`) and never runs;
 - SIGTERM while a call hangs: a call shorter than the drain finishes and is answered; one that
   does not return makes kekd exit with status 3 within drain_timeout + stall_threshold + 1 s.
 
@@ -265,8 +267,9 @@ class HsmHangs(E2ETest):
         self.assertEqual(calls.get("C_CreateObject", 0) + calls.get("C_UnwrapKey", 0), calls.get("C_DestroyObject"),
                          calls)
 
-    def test_sigterm_while_a_call_hangs(self):
-        d, token, _ = self.prepared(sessions=2, drain="4s")
+    def test_queued_requests_and_sigterm_while_a_call_hangs(self):
+        d, token, _ = self.prepared(sessions=1, drain="4s")  # one session, one worker
+        self.check_queued_request_gets_503_in_its_own_face(d, token)
         plaintext = os.urandom(32)
         answers = []
 
@@ -296,7 +299,7 @@ class HsmHangs(E2ETest):
         self.assertLess(took, 4)
 
         # A call that does not return (60 s): kekd exits with status 3 at the bound, says why.
-        configure(d, sessions=2, drain="1s")
+        configure(d, sessions=1, drain="1s")
         self.control(d, "")
         self.start(d)
         self.control(d, "hang C_WrapKey 60000000\n")
@@ -324,6 +327,42 @@ class HsmHangs(E2ETest):
         self.assertEqual(r.status, 200, r.body)
         opened = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": r.json()["ciphertext"]}, token=token)
         self.assertEqual(base64.b64decode(opened.json()["plaintext"]), plaintext)
+        self.assertEqual(d.stop(), 0)
+
+    def check_queued_request_gets_503_in_its_own_face(self, d, token):
+        """With one session (one worker) held by a hung call, a KMS and a native request each get
+        503 after acquire_timeout, in their own API's error format."""
+        from kms_e2e import send, sign_kms, split_token
+        self.start(d)
+        self.control(d, f"hang C_WrapKey {HANG_US}\n")
+        time.sleep(0.2)
+        plaintext = os.urandom(32)
+        held = []
+        t = threading.Thread(target=lambda: held.append(d.request(
+            "POST", "/v1/keys/demo/wrap", {"plaintext": base64.b64encode(plaintext).decode()}, token=token)))
+        t.start()
+        time.sleep(0.3)  # the only worker is inside C_WrapKey now, for 3 s
+        started = time.monotonic()
+        url, headers, body = sign_kms(d.addr, "Encrypt", {"KeyId": "alias/demo", "Plaintext": "aGVsbG8="},
+                                      *split_token(token))
+        kms = send(url, headers, body)
+        kms_took = time.monotonic() - started
+        native = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": "AQ=="}, token=token)
+        t.join(30)
+        print(f"\nqueued behind a hung call: KMS {kms.status} after {kms_took:.2f}s", file=sys.stderr)
+        self.assertEqual(kms.status, 503, kms.body)
+        self.assertEqual(kms.json()["__type"], "DependencyTimeoutException", kms.body)
+        self.assertIn("no HSM session became free", kms.json()["message"])
+        self.assertGreaterEqual(kms_took, ACQUIRE_S)
+        self.assertLess(kms_took, ACQUIRE_S + 1)
+        self.assertError(native, 503, "unavailable")
+        # The request that held the worker was only slow: it gets its right answer.
+        self.assertEqual(held[0].status, 200, held[0].body)
+        self.control(d, "")
+        opened = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": held[0].json()["ciphertext"]}, token=token)
+        self.assertEqual(base64.b64decode(opened.json()["plaintext"]), plaintext)
+        m = metrics(d)
+        self.assertEqual(m["kekd_http_queue_timeouts_total"], 2)
         self.assertEqual(d.stop(), 0)
 
     def test_config_refuses_out_of_range_bounds(self):
