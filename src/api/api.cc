@@ -269,6 +269,31 @@ void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> d
                           });
 }
 
+HttpResponse Api::refuse(const HttpRequest& request, const Error& error,
+                         std::chrono::duration<double> waited) {
+  std::string_view target = request.target;
+  std::string_view path = target.substr(0, target.find('?'));
+  const bool kms = path == "/" && request.method == "POST";
+  HttpResponse response = kms ? kms::error_response(error, request.request_id)
+                              : error_response(error, request.request_id);
+  response.route = "unmatched";
+  if (kms) {
+    response.route = "/";
+  } else if (path.starts_with('/')) {
+    std::vector<std::string> parts = split_path(path);
+    for (const Routes::Compiled& r : routes_->table) {
+      std::vector<std::string> params;
+      if (r.route.method == request.method && matches(r.segments, parts, params)) {
+        response.route = r.route.pattern;
+        break;
+      }
+    }
+  }
+  services_.metrics->observe_request(response.route, request.method, response.status,
+                                     waited.count());
+  return response;
+}
+
 bool Api::answers_at_once(const HttpRequest& request) {
   // Readiness reads a flag the session pool keeps; it never calls the HSM itself. (/metrics is
   // not here: one of its gauges reads the store.)

@@ -66,6 +66,7 @@ struct HttpServer::State {
   std::vector<std::thread> io_threads;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::uint64_t> queue_timeouts{0};
   std::atomic<bool> stopping{false};
   std::uint16_t port = 0;
 };
@@ -173,26 +174,65 @@ class Session {
     state_->in_flight++;
     const bool at_once =
         state_->options.answers_at_once && state_->options.answers_at_once(request);
-    auto run = [self = derived().shared_from_this(), request = std::move(request)]() mutable {
-      // Back to this connection's strand to write, from whichever thread answers.
-      auto answered = std::make_shared<std::atomic<bool>>(false);
-      Responder respond = [self, answered, id = request.request_id](HttpResponse response) {
-        if (answered->exchange(true)) return;
-        auto& stream = self->derived().stream();
-        net::post(stream.get_executor(), [self, response = std::move(response), id]() mutable {
-          self->write(std::move(response), id, true);
-        });
-      };
-      try {
-        self->state_->handler(request, respond);
-      } catch (const std::exception&) {
-        respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
-      }
-    };
+    auto shared = std::make_shared<const HttpRequest>(std::move(request));
     if (at_once) {
-      run();
-    } else {
-      net::post(*state_->workers, std::move(run));
+      return run_handler(*shared);
+    }
+    const auto queue_timeout = state_->options.queue_timeout;
+    if (queue_timeout.count() <= 0 || !state_->options.on_queue_timeout) {
+      net::post(*state_->workers,
+                [self = derived().shared_from_this(), shared] { self->run_handler(*shared); });
+      return;
+    }
+    // Bounded wait for a worker: whichever comes first, a worker or the timer, claims the request.
+    // The timer is not cancelled when a worker wins (that would cost a post to this strand per
+    // request); it holds the connection and the request only weakly, so that meanwhile it keeps
+    // neither a closed connection (its slot under max_connections) nor a request body alive. While
+    // the request is unclaimed, the queued job holds both.
+    auto claimed = std::make_shared<std::atomic<bool>>(false);
+    auto timer = std::make_shared<net::steady_timer>(derived().stream().get_executor());
+    timer->expires_after(queue_timeout);
+    std::weak_ptr<Derived> weak_self = derived().shared_from_this();
+    std::weak_ptr<const HttpRequest> weak_request = shared;
+    timer->async_wait([weak_self, weak_request, claimed, timer](beast::error_code ec) {
+      if (ec || claimed->load()) return;
+      std::shared_ptr<Derived> self = weak_self.lock();
+      std::shared_ptr<const HttpRequest> request = weak_request.lock();
+      if (!self || !request || claimed->exchange(true)) return;
+      self->state_->queue_timeouts++;
+      HttpResponse response;
+      try {
+        response = self->state_->options.on_queue_timeout(*request);
+      } catch (const std::exception&) {
+        response = error_response(Error(Code::kUnavailable, "no worker became free in time"),
+                                  request->request_id);
+      }
+      self->responder(request->request_id)(std::move(response));
+    });
+    net::post(*state_->workers, [self = derived().shared_from_this(), shared, claimed] {
+      if (claimed->exchange(true)) return;  // already answered by the timer: do not run it
+      self->run_handler(*shared);
+    });
+  }
+
+  // Answers back on this connection's strand, from whichever thread answers, at most once.
+  Responder responder(const std::string& request_id) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    return [self = derived().shared_from_this(), answered, id = request_id](HttpResponse response) {
+      if (answered->exchange(true)) return;
+      auto& stream = self->derived().stream();
+      net::post(stream.get_executor(), [self, response = std::move(response), id]() mutable {
+        self->write(std::move(response), id, true);
+      });
+    };
+  }
+
+  void run_handler(const HttpRequest& request) {
+    Responder respond = responder(request.request_id);
+    try {
+      state_->handler(request, respond);
+    } catch (const std::exception&) {
+      respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
     }
   }
 
@@ -388,6 +428,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
 
 std::uint16_t HttpServer::port() const { return state_->port; }
 std::size_t HttpServer::open_connections() const { return state_->connections; }
+std::uint64_t HttpServer::queue_timeouts() const { return state_->queue_timeouts; }
 
 void HttpServer::stop(std::chrono::milliseconds drain) {
   if (state_->stopping.exchange(true)) {
@@ -406,6 +447,10 @@ void HttpServer::stop(std::chrono::milliseconds drain) {
   for (auto& t : state_->io_threads) {
     if (t.joinable()) t.join();
   }
+  // Requests still queued after the drain are dropped rather than run: their connections are
+  // gone, and each could block on an HSM that hangs. join() then waits only for the handlers that
+  // are running; one stuck in an HSM call keeps it waiting (serve bounds that, serve_command.cc).
+  state_->workers->stop();
   state_->workers->join();
   // The acceptor belongs to the io_context and must go first; destroying the io_context then
   // destroys every pending handler, and with them the remaining sessions and their sockets.

@@ -42,6 +42,8 @@ const std::set<std::string> kKnown = {"server",
                                       "hsm.pin_file",
                                       "hsm.pin_env",
                                       "hsm.sessions",
+                                      "hsm.acquire_timeout",
+                                      "hsm.stall_threshold",
                                       "store",
                                       "store.path",
                                       "ceremony",
@@ -107,6 +109,14 @@ Status read_duration(const toml::table& root, const char* path, UnixMillis& out)
     return bad(std::string(path) + " is not a duration like \"24h\", \"30m\", \"10s\"");
   }
   out = *value;
+  return ok_status();
+}
+
+Status check_range(const char* path, UnixMillis value, UnixMillis min_ms, UnixMillis max_ms) {
+  if (value < min_ms || value > max_ms) {
+    return bad(std::string(path) + " must be between " + std::to_string(min_ms) + "ms and " +
+               std::to_string(max_ms / 60'000) + "m");
+  }
   return ok_status();
 }
 
@@ -177,6 +187,13 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   KEKD_RETURN_IF_ERROR(read(root, "hsm.pin_file", c.hsm.pin_file));
   KEKD_RETURN_IF_ERROR(read(root, "hsm.pin_env", c.hsm.pin_env));
   KEKD_RETURN_IF_ERROR(read_size(root, "hsm.sessions", c.hsm.sessions, 1, 1024));
+  KEKD_RETURN_IF_ERROR(read_duration(root, "hsm.acquire_timeout", c.hsm.acquire_timeout));
+  KEKD_RETURN_IF_ERROR(read_duration(root, "hsm.stall_threshold", c.hsm.stall_threshold));
+  // Bounds that keep both meaningful: below 10 ms an ordinary burst of load would be refused or
+  // called a stall (a network HSM takes milliseconds per call); above 10 minutes a client would
+  // long have given up, and readiness would not say anything useful.
+  KEKD_RETURN_IF_ERROR(check_range("hsm.acquire_timeout", c.hsm.acquire_timeout, 10, 600'000));
+  KEKD_RETURN_IF_ERROR(check_range("hsm.stall_threshold", c.hsm.stall_threshold, 10, 600'000));
   KEKD_RETURN_IF_ERROR(read(root, "store.path", c.store_path));
   KEKD_RETURN_IF_ERROR(read_duration(root, "ceremony.ttl", c.ceremony.ttl));
   KEKD_RETURN_IF_ERROR(

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <thread>
 
 #include "kekd/api/api.h"
@@ -27,8 +28,9 @@ class Ticker {
             lock.unlock();
             Status status = ceremonies.tick();
             if (!status.ok()) spdlog::warn("ceremony tick: {}", status.error().to_string());
-            // Lost sessions come back by themselves once the token does, traffic or not.
-            if (!hsm.healthy()) {
+            // Lost sessions come back by themselves once the token does, traffic or not. (A
+            // stalled call is not healed: nothing can interrupt it; it ends when the HSM answers.)
+            if (hsm.health().broken > 0) {
               Status healed = hsm.heal();
               if (!healed.ok()) spdlog::debug("HSM sessions: {}", healed.error().to_string());
             }
@@ -48,6 +50,47 @@ class Ticker {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  std::thread thread_;
+};
+
+// Bounds shutdown when an HSM call does not return. PKCS#11 cannot cancel a call, and forbids
+// C_Finalize while another thread is inside the module, so the only way out past a stuck call is
+// to leave the process without finishing: armed at the signal, it ends the process with status 3
+// if the orderly shutdown (drain, final audit checkpoint, closing the sessions, C_Finalize) has not
+// finished by the deadline. Every answered request's audit record is already durable
+// (docs/audit.md), so what is lost is the final checkpoint's signature, which the next start's
+// checkpoint supplies.
+class ShutdownDeadline {
+ public:
+  ShutdownDeadline() = default;
+  ShutdownDeadline(const ShutdownDeadline&) = delete;
+  ShutdownDeadline& operator=(const ShutdownDeadline&) = delete;
+  ~ShutdownDeadline() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void arm(std::chrono::milliseconds limit) {
+    thread_ = std::thread([this, limit] {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
+      spdlog::error(
+          "shutdown did not finish within {} ms: an HSM call has not returned; exiting without the "
+          "final audit checkpoint and without closing the HSM sessions",
+          limit.count());
+      spdlog::default_logger()->flush();
+      std::_Exit(3);
+    });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
   std::thread thread_;
 };
 
@@ -103,6 +146,9 @@ api::ServerOptions server_options(const Config& config) {
   o.tls_cert = config.server.tls_cert;
   o.tls_key = config.server.tls_key;
   o.client_ca = config.server.client_ca;
+  // Each worker calls the HSM with a session of its own: the wait for a worker is the wait for a
+  // session, bounded like SessionPool::acquire.
+  o.queue_timeout = std::chrono::milliseconds(config.hsm.acquire_timeout);
   return o;
 }
 
@@ -123,6 +169,9 @@ Status run_serve(const std::string& config_path) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Declared before the deployment, so that its deadline also covers closing the HSM sessions
+  // and C_Finalize, which happen when `d` is destroyed.
+  ShutdownDeadline shutdown_deadline;
   Deployment d;
   KEKD_ASSIGN_OR_RETURN(d.hsm, open_hsm(config));
   KEKD_ASSIGN_OR_RETURN(std::vector<std::string> internal, d.hsm->find_keks(kInternalPrefix));
@@ -165,8 +214,28 @@ Status run_serve(const std::string& config_path) {
     Result<std::size_t> n = d.ceremonies->open_count();
     return n.ok() ? static_cast<double>(*n) : -1.0;  // -1: the store failed
   });
-  metrics.add_gauge("kekd_hsm_sessions_healthy", "1 while every HSM session is usable.",
+  metrics.add_gauge("kekd_hsm_sessions_healthy",
+                    "1 while every HSM session is usable and no HSM call is stalled.",
                     [&] { return raw_hsm.healthy() ? 1.0 : 0.0; });
+  auto session_gauge = [&](const char* name, const char* help, auto read) {
+    metrics.add_gauge(name, help, [&raw_hsm, read] { return read(raw_hsm.health()); });
+  };
+  session_gauge("kekd_hsm_sessions", "HSM sessions in the pool (hsm.sessions).",
+                [](const hsm::SessionHealth& h) { return static_cast<double>(h.size); });
+  session_gauge("kekd_hsm_sessions_in_use", "HSM sessions leased to an operation now.",
+                [](const hsm::SessionHealth& h) { return static_cast<double>(h.in_use); });
+  session_gauge("kekd_hsm_sessions_broken", "HSM sessions lost or failed, not yet reopened.",
+                [](const hsm::SessionHealth& h) { return static_cast<double>(h.broken); });
+  session_gauge("kekd_hsm_sessions_stalled",
+                "HSM sessions in a call running longer than hsm.stall_threshold.",
+                [](const hsm::SessionHealth& h) { return static_cast<double>(h.stalled); });
+  session_gauge("kekd_hsm_longest_call_seconds",
+                "How long the oldest HSM call now running has been running (0: none).",
+                [](const hsm::SessionHealth& h) { return h.longest_lease.count() / 1000.0; });
+  metrics.add_counter(
+      "kekd_hsm_acquire_timeouts_total",
+      "Operations refused (503) because no HSM session became free within hsm.acquire_timeout.",
+      [&raw_hsm] { return static_cast<double>(raw_hsm.health().acquire_timeouts); });
 
   api::ApiServices services;
   services.keyring = d.keyring.get();
@@ -181,18 +250,35 @@ Status run_serve(const std::string& config_path) {
   services.backup_store = [&d](const std::string& path) { return d.store->backup_to(path); };
   services.readiness = [&raw_hsm] {
     api::Readiness r;
-    if (!raw_hsm.healthy()) {
+    hsm::SessionHealth h = raw_hsm.health();
+    if (h.broken > 0) {
       r.ready = false;
       r.reasons.push_back("HSM sessions are being re-established");
+    }
+    if (h.stalled > 0) {
+      r.ready = false;
+      r.reasons.push_back(std::to_string(h.stalled) + " HSM call(s) running for more than " +
+                          std::to_string(h.stall_threshold.count()) +
+                          " ms (hsm.stall_threshold), the oldest for " +
+                          std::to_string(h.longest_lease.count()) + " ms");
     }
     return r;
   };
   api::Api api(std::move(services));
 
+  api::ServerOptions options = server_options(config);
+  options.on_queue_timeout = [&api, wait = options.queue_timeout](const api::HttpRequest& request) {
+    return api.refuse(request,
+                      Error(Code::kUnavailable, "no HSM session became free within " +
+                                                    std::to_string(wait.count()) +
+                                                    " ms: HSM calls are slow or not returning; "
+                                                    "retry later"),
+                      wait);
+  };
   KEKD_ASSIGN_OR_RETURN(
       std::unique_ptr<api::HttpServer> server,
       api::HttpServer::start(
-          server_options(config), [&api](const api::HttpRequest& request, api::Responder respond) {
+          std::move(options), [&api](const api::HttpRequest& request, api::Responder respond) {
             api.handle(request, [respond = std::move(respond), id = request.request_id,
                                  method = request.method](api::HttpResponse response) {
               spdlog::debug("request id={} method={} route={} status={}", id, method,
@@ -202,6 +288,10 @@ Status run_serve(const std::string& config_path) {
           }));
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });
+  metrics.add_counter("kekd_http_queue_timeouts_total",
+                      "Requests answered 503 because no worker (HSM session) became free within "
+                      "hsm.acquire_timeout; they never ran.",
+                      [&] { return static_cast<double>(server->queue_timeouts()); });
   auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
   spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",
@@ -211,6 +301,11 @@ Status run_serve(const std::string& config_path) {
   int signal = 0;
   sigwait(&stop_signals, &signal);
   spdlog::info("signal {} received: draining in-flight requests", signal);
+  // The drain bounds the requests; HSM calls get hsm.stall_threshold more to return (the final
+  // checkpoint, closing the sessions), plus a second for everything else. Past that, a call is
+  // stuck and waiting longer would wait forever.
+  shutdown_deadline.arm(
+      std::chrono::milliseconds(config.server.drain_timeout + config.hsm.stall_threshold + 1'000));
   server->stop(std::chrono::milliseconds(config.server.drain_timeout));
   ticker.reset();
   // After the last request and tick, before the token session closes: the final checkpoint

@@ -215,6 +215,7 @@ Pkcs11Hsm::~Pkcs11Hsm() {
 Module& Pkcs11Hsm::module() { return *impl_->module; }
 SessionPool& Pkcs11Hsm::sessions() { return *impl_->pool; }
 bool Pkcs11Hsm::healthy() const { return impl_->pool->healthy(); }
+SessionHealth Pkcs11Hsm::health() const { return impl_->pool->health(); }
 
 Status Pkcs11Hsm::heal() { return impl_->pool->reopen_broken(); }
 
@@ -222,8 +223,12 @@ Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
   auto impl = std::make_unique<Impl>();
   KEKD_ASSIGN_OR_RETURN(impl->module, Module::load(config.module_path));
   KEKD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, impl->module->find_token(config.token_label));
-  KEKD_ASSIGN_OR_RETURN(
-      impl->pool, SessionPool::open(*impl->module, slot, std::move(config.pin), config.sessions));
+  SessionPool::Options options;
+  options.size = config.sessions;
+  options.acquire_timeout = config.acquire_timeout;
+  options.stall_threshold = config.stall_threshold;
+  KEKD_ASSIGN_OR_RETURN(impl->pool,
+                        SessionPool::open(*impl->module, slot, std::move(config.pin), options));
   return std::unique_ptr<Pkcs11Hsm>(new Pkcs11Hsm(std::move(impl)));
 }
 

@@ -6,20 +6,25 @@
 
 namespace kekd::hsm {
 
-SessionPool::SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, std::size_t size)
-    : module_(module), slot_(slot), pin_(std::move(pin)), handles_(size, CK_INVALID_HANDLE) {
-  for (std::size_t i = size; i > 0; --i) {
+SessionPool::SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, Options options)
+    : module_(module),
+      slot_(slot),
+      pin_(std::move(pin)),
+      options_(options),
+      handles_(options.size, CK_INVALID_HANDLE),
+      leased_at_(options.size) {
+  for (std::size_t i = options.size; i > 0; --i) {
     free_.push_back(i - 1);
   }
 }
 
 Result<std::unique_ptr<SessionPool>> SessionPool::open(const Module& module, CK_SLOT_ID slot,
-                                                       SecretBytes pin, std::size_t size) {
-  if (size == 0) {
+                                                       SecretBytes pin, Options options) {
+  if (options.size == 0) {
     return Error(Code::kInvalidArgument, "the session pool needs at least one session");
   }
-  std::unique_ptr<SessionPool> pool(new SessionPool(module, slot, std::move(pin), size));
-  for (std::size_t i = 0; i < size; ++i) {
+  std::unique_ptr<SessionPool> pool(new SessionPool(module, slot, std::move(pin), options));
+  for (std::size_t i = 0; i < options.size; ++i) {
     KEKD_ASSIGN_OR_RETURN(pool->handles_[i], pool->open_session());
   }
   return pool;
@@ -64,12 +69,16 @@ Result<SessionPool::Lease> SessionPool::acquire() {
   CK_SESSION_HANDLE handle;
   {
     std::unique_lock lock(mu_);
-    if (!freed_.wait_for(lock, kAcquireTimeout, [this] { return !free_.empty(); })) {
-      return Error(Code::kUnavailable, "no HSM session became free in time");
+    if (!freed_.wait_for(lock, options_.acquire_timeout, [this] { return !free_.empty(); })) {
+      acquire_timeouts_++;
+      return Error(Code::kUnavailable, "no HSM session became free within " +
+                                           std::to_string(options_.acquire_timeout.count()) +
+                                           " ms: HSM calls are slow or not returning; retry later");
     }
     index = free_.back();
     free_.pop_back();
     handle = handles_[index];
+    leased_at_[index] = Clock::now();
   }
   if (handle == CK_INVALID_HANDLE) {
     Result<CK_SESSION_HANDLE> opened = open_session();
@@ -93,6 +102,8 @@ Status SessionPool::reopen_broken() {
       if (it == free_.end()) return ok_status();
       index = *it;
       free_.erase(it);
+      // Reopening is an HSM call like any other: if it hangs, the watchdog must see it.
+      leased_at_[index] = Clock::now();
     }
     Result<CK_SESSION_HANDLE> opened = open_session();
     if (!opened.ok()) {
@@ -102,6 +113,32 @@ Status SessionPool::reopen_broken() {
     broken_--;
     release(index, *opened, false, false);
   }
+}
+
+SessionHealth SessionPool::health() const {
+  SessionHealth h;
+  h.size = handles_.size();
+  h.broken = static_cast<std::size_t>(std::max(0, broken_.load()));
+  h.acquire_timeouts = acquire_timeouts_;
+  h.stall_threshold = options_.stall_threshold;
+  const Clock::time_point now = Clock::now();
+  std::lock_guard lock(mu_);
+  h.in_use = handles_.size() - free_.size();
+  // Leased indexes are those not in free_: mark the free ones, look at the rest.
+  std::vector<bool> is_free(handles_.size(), false);
+  for (std::size_t i : free_) is_free[i] = true;
+  for (std::size_t i = 0; i < handles_.size(); ++i) {
+    if (is_free[i]) continue;
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - leased_at_[i]);
+    h.longest_lease = std::max(h.longest_lease, age);
+    if (age > options_.stall_threshold) h.stalled++;
+  }
+  return h;
+}
+
+bool SessionPool::healthy() const {
+  if (broken_ != 0) return false;
+  return health().stalled == 0;
 }
 
 void SessionPool::release(std::size_t index, CK_SESSION_HANDLE handle, bool lost, bool failed) {

@@ -8,18 +8,25 @@
 //   Either way the slot is reopened, and logged in again, by the next acquire().
 // - A wrong PIN is never retried: once the token refuses it, every acquire() fails with
 //   kPinIncorrect until the process is restarted with the right PIN. Retrying would lock the token.
+// - Nothing here can interrupt a PKCS#11 call: the API has no way to cancel one. So the pool bounds
+//   what it can (acquire() waits at most the acquire timeout, then kUnavailable) and watches what
+//   it cannot: a lease held longer than the stall threshold is a call stuck in the module, and
+//   makes the pool unhealthy (readiness false) until it ends (docs/operations.md, "When the HSM
+//   hangs").
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "kekd/common/bytes.h"
 #include "kekd/common/error.h"
+#include "kekd/hsm/pkcs11_hsm.h"
 #include "module.h"
 #include "pkcs11.h"
 
@@ -27,9 +34,17 @@ namespace kekd::hsm {
 
 class SessionPool {
  public:
-  // Opens size sessions on slot and logs in with pin. Fails if the first login fails.
+  struct Options {
+    std::size_t size = 8;
+    // How long acquire() waits for a free session before it gives up with kUnavailable.
+    std::chrono::milliseconds acquire_timeout{2000};
+    // A lease held longer than this counts as a stuck HSM call (SessionHealth::stalled).
+    std::chrono::milliseconds stall_threshold{2000};
+  };
+
+  // Opens options.size sessions on slot and logs in with pin. Fails if the first login fails.
   static Result<std::unique_ptr<SessionPool>> open(const Module& module, CK_SLOT_ID slot,
-                                                   SecretBytes pin, std::size_t size);
+                                                   SecretBytes pin, Options options);
   ~SessionPool();
   SessionPool(const SessionPool&) = delete;
   SessionPool& operator=(const SessionPool&) = delete;
@@ -65,8 +80,10 @@ class SessionPool {
 
   std::size_t size() const { return handles_.size(); }
 
-  // False once a session has been lost or failed and not yet successfully replaced.
-  bool healthy() const { return broken_ == 0; }
+  // False while a session is lost or failed and not yet replaced, or a lease has been held for
+  // longer than the stall threshold.
+  bool healthy() const;
+  SessionHealth health() const;
 
   // Reopens every free slot whose session was lost or failed. acquire() does that too, but only
   // when a request comes: this lets readiness recover once the token is back even while no
@@ -75,7 +92,8 @@ class SessionPool {
   Status reopen_broken();
 
  private:
-  SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, std::size_t size);
+  using Clock = std::chrono::steady_clock;
+  SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, Options options);
 
   // Opens and logs in a session for slot index (called without the lock held).
   Result<CK_SESSION_HANDLE> open_session();
@@ -84,14 +102,16 @@ class SessionPool {
   const Module& module_;
   const CK_SLOT_ID slot_;
   const SecretBytes pin_;
-  static constexpr std::chrono::seconds kAcquireTimeout{30};
+  const Options options_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable freed_;
-  std::vector<CK_SESSION_HANDLE> handles_;  // CK_INVALID_HANDLE: to be reopened
-  std::vector<std::size_t> free_;           // indexes of handles_ not leased
+  std::vector<CK_SESSION_HANDLE> handles_;    // CK_INVALID_HANDLE: to be reopened
+  std::vector<std::size_t> free_;             // indexes of handles_ not leased
+  std::vector<Clock::time_point> leased_at_;  // per index; meaningful while not in free_
   std::atomic<bool> pin_rejected_{false};
   std::atomic<int> broken_{0};
+  std::atomic<std::uint64_t> acquire_timeouts_{0};
 };
 
 }  // namespace kekd::hsm

@@ -3,6 +3,7 @@
 // tested without sockets; the server (server.h) only moves bytes.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -64,6 +65,12 @@ class Api {
   // True for the requests answered without the HSM, the store or the audit log: GET /v1/health
   // and /v1/ready (ServerOptions::answers_at_once).
   static bool answers_at_once(const HttpRequest& request);
+
+  // The answer to a request that is refused without being run (ServerOptions::on_queue_timeout):
+  // the error in the request's own face (native or KMS), counted in the request metrics. Not
+  // audited: no credential was checked and nothing happened. waited: since it was parsed.
+  HttpResponse refuse(const HttpRequest& request, const Error& error,
+                      std::chrono::duration<double> waited);
 
   // The same, waiting for the answer (tests, tools).
   HttpResponse handle(const HttpRequest& request);

@@ -37,6 +37,12 @@ struct ServerOptions {
   // Requests the handler answers at once, without the HSM or the audit log (health, readiness,
   // metrics): they run on the I/O thread, so that they never queue behind HSM work on the pool.
   std::function<bool(const HttpRequest&)> answers_at_once;
+  // A request that has waited queue_timeout for a worker is answered with on_queue_timeout's
+  // response instead, and never runs (0 or no function: it waits as long as it takes). Workers
+  // block in HSM calls, so a worker that does not come means the HSM is slow or stuck: the client
+  // gets a prompt, retryable answer rather than waiting for the HSM to come back.
+  std::chrono::milliseconds queue_timeout{0};
+  std::function<HttpResponse(const HttpRequest&)> on_queue_timeout;
 };
 
 // Answers a request by calling the responder exactly once, from any thread, now or later (when
@@ -51,8 +57,12 @@ class HttpServer {
 
   std::uint16_t port() const;
   std::size_t open_connections() const;
+  // Requests answered by ServerOptions::on_queue_timeout since start.
+  std::uint64_t queue_timeouts() const;
 
-  // Stops accepting, waits for in-flight requests up to drain, then closes everything.
+  // Stops accepting, waits for in-flight requests up to drain, then closes everything and drops
+  // requests that no worker has started. Returns once the running handlers have returned: one
+  // blocked in an HSM call that never returns blocks it too.
   void stop(std::chrono::milliseconds drain);
 
   struct State;

@@ -36,6 +36,12 @@ struct HsmConfig {
   std::string pin_file;
   std::string pin_env = "KEKD_HSM_PIN";
   std::size_t sessions = 8;
+  // A request waits at most this long for an HSM session (and for a worker, each of which calls
+  // the HSM), then gets 503 (docs/operations.md, "When the HSM hangs").
+  UnixMillis acquire_timeout = 2'000;
+  // An HSM call running longer than this makes kekd not ready until it returns; it is also how
+  // long shutdown waits for HSM calls after the drain.
+  UnixMillis stall_threshold = 2'000;
 };
 
 struct CeremonyConfig {

@@ -8,6 +8,8 @@
 // (KEKs) are never destroyed by a destructor, only by destroy_kek.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -24,6 +26,21 @@ struct Pkcs11Config {
   std::string token_label = "kekd";
   SecretBytes pin;
   std::size_t sessions = 8;
+  // An operation waits at most this long for a free session, then fails with kUnavailable.
+  std::chrono::milliseconds acquire_timeout{2000};
+  // A session held longer than this is a stuck HSM call: healthy() is false until it returns.
+  std::chrono::milliseconds stall_threshold{2000};
+};
+
+// The session pool as readiness and /metrics see it.
+struct SessionHealth {
+  std::size_t size = 0;     // sessions in the pool
+  std::size_t in_use = 0;   // leased to an operation now
+  std::size_t broken = 0;   // lost or failed, not yet reopened
+  std::size_t stalled = 0;  // leased for longer than the stall threshold: a call that hangs
+  std::chrono::milliseconds longest_lease{0};  // the oldest current lease (0: none)
+  std::chrono::milliseconds stall_threshold{0};
+  std::uint64_t acquire_timeouts = 0;  // operations refused for want of a session, since start
 };
 
 class Pkcs11Hsm final : public Hsm {
@@ -42,8 +59,10 @@ class Pkcs11Hsm final : public Hsm {
   Result<Bytes> signing_public_key(std::string_view label) override;
   Result<Bytes> sign(std::string_view label, ByteView message) override;
 
-  // True while every pooled session is usable (readiness).
+  // True while every pooled session is usable and no call has been running for longer than the
+  // stall threshold (readiness).
   bool healthy() const;
+  SessionHealth health() const;
   // Reopens lost or failed sessions now rather than at the next request (SessionPool).
   Status heal();
 
