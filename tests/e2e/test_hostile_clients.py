@@ -678,6 +678,46 @@ class HostileClients(E2ETest):
         self.report("TLS")
         self.assertEqual(self.d.stop(), 0)
 
+    def test_out_of_descriptors_pauses_accepting_instead_of_spinning(self):
+        """When accept fails for want of descriptors (here: kekd's limit lowered under it with
+        prlimit), the pending connection stays in the backlog and the listener stays readable;
+        accepting again at once would spin an I/O thread. kekd pauses 100 ms after each failure,
+        and serves again once descriptors free up (here: when the idle ones time out)."""
+        self.d, self.token = self.make_deployment()
+        pid = self.d.proc.pid
+        run(["prlimit", "--pid", str(pid), "--nofile=200:200"])
+
+        def cpu_seconds():
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        socks = [socket.create_connection(("127.0.0.1", self.d.port), timeout=10) for _ in range(400)]
+        try:
+            time.sleep(0.5)  # kekd has taken what it can; the rest waits in the backlog
+            before, started = cpu_seconds(), time.monotonic()
+            time.sleep(2)
+            cpu = cpu_seconds() - before
+            log(f"   out of descriptors: kekd used {cpu:.2f} s of CPU in {time.monotonic() - started:.2f} s")
+            self.assertLess(cpu, 0.5, "kekd spins on a failing accept")
+            self.assertIsNone(self.d.proc.poll())
+        finally:
+            for s in socks:
+                s.close()
+        # The idle connections time out, descriptors come back, the backlog drains: served again.
+        deadline = time.monotonic() + 3 * IDLE_TIMEOUT
+        while True:
+            try:
+                if self.d.get("/v1/ready").status == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "kekd never served again")
+            time.sleep(0.2)
+        failures = self.metric("kekd_accept_failures_total")
+        log(f"   kekd_accept_failures_total {failures:.0f}")
+        self.assertGreater(failures, 0)
+
 
 if __name__ == "__main__":
     unittest.main()
