@@ -215,7 +215,9 @@ class Session : public Connection {
   // now, so that a refused request never has its body sent at all.
   void on_header(beast::error_code ec) {
     if (ec || parser_->is_done()) return on_read(ec);
-    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    // Never to an HTTP/1.0 client, which does not know interim answers (RFC 9110 §10.1.1).
+    if (parser_->get().version() >= 11 &&
+        beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       auto interim =
           std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
       http::async_write(
