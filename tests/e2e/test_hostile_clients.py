@@ -19,8 +19,9 @@ Memory: kekd holds at most one request and one response per connection, a read b
 header_limit bytes, and nothing for a connection that waits between requests but the connection
 itself (a few KiB). The phases here hold at most ~1000 connections at once with at most a few
 KiB each in flight, so the bound asserted is 48 MiB above the RSS before the phase: generous
-against scheduling noise, and far below what unbounded buffering would take (the flood and
-endless-line phases push 16-64 MiB at kekd).
+against scheduling noise, and below what unbounded buffering would take (the endless-line phases
+offer up to 16 MiB each, which a buffer that doubles as it grows would hold as 32 MiB, once per
+phase connection; before the read buffer was capped, an endless chunk extension was read whole).
 """
 import base64
 import http.client
