@@ -13,6 +13,8 @@
 
 #include <array>
 #include <atomic>
+#include <list>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -42,6 +44,19 @@ std::string new_request_id() {
   return id;
 }
 
+// What the accept loop needs of a connection that it closes to admit another.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Closes the connection, from its own strand; called from the accept loop's thread.
+  virtual void reclaim() = 0;
+
+  // Both guarded by State::idle_mutex: the connection's place in State::idle while it waits for a
+  // request, and whether the accept loop has taken it out of there to close it.
+  std::optional<std::list<std::weak_ptr<Connection>>::iterator> idle_entry;
+  bool reclaimed = false;
+};
+
 }  // namespace
 
 const std::string& HttpRequest::header(const std::string& lower_name) const {
@@ -67,6 +82,18 @@ struct HttpServer::State {
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};
   std::atomic<std::uint64_t> queue_timeouts{0};
+  // Connections waiting for the first byte of a request (a new one or a keep-alive one), in the
+  // order they began to wait: at the connection limit the front one is closed to admit a new
+  // connection. An entry whose connection is being destroyed may linger until its destructor
+  // erases it; the accept loop skips it.
+  std::mutex idle_mutex;
+  std::list<std::weak_ptr<Connection>> idle;
+  // Reclaimed connections not yet destroyed: they still count in `connections` and still hold a
+  // descriptor, but no longer count against the limit.
+  std::atomic<std::size_t> reclaiming{0};
+  std::atomic<std::size_t> refused{0};
+  std::atomic<std::size_t> reclaimed{0};
+  std::atomic<std::size_t> accept_failures{0};
   std::atomic<bool> stopping{false};
   std::uint16_t port = 0;
 };
@@ -77,59 +104,135 @@ using State = HttpServer::State;
 
 // One connection. Derived supplies stream(), and what closing means for its kind of stream.
 template <class Derived>
-class Session {
+class Session : public Connection {
  public:
-  Session(std::shared_ptr<State> state, beast::flat_buffer buffer)
-      : state_(std::move(state)), buffer_(std::move(buffer)) {
+  // The read buffer holds at most header_limit bytes: the parser consumes body bytes as they come,
+  // so only a line it must see whole (request line and headers, a chunk-size line with its
+  // extensions, a trailer) fills it. Without this cap an endless chunk extension would grow it
+  // for as long as the read timeout allows, at the speed of the network.
+  explicit Session(std::shared_ptr<State> state)
+      : state_(std::move(state)), buffer_(state_->options.header_limit) {
     state_->connections++;
   }
-  ~Session() { state_->connections--; }
+  ~Session() override {
+    {
+      std::lock_guard lock(state_->idle_mutex);
+      if (idle_entry) state_->idle.erase(*idle_entry);
+      if (reclaimed) state_->reclaiming--;
+    }
+    state_->connections--;
+  }
+
+  void reclaim() override {
+    net::post(lowest().get_executor(), [self = derived().shared_from_this()] {
+      // Ends the wait for a request (the handler sees `reclaimed` and closes), or does nothing if
+      // the connection is closed already.
+      beast::error_code ignored;
+      self->lowest().socket().cancel(ignored);
+    });
+  }
 
  protected:
   Derived& derived() { return static_cast<Derived&>(*this); }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(derived().stream()); }
 
-  // Waits, up to the idle timeout, for the next request to begin; then reads it whole within the
-  // read timeout. Two timeouts: an idle keep-alive connection may wait long, a request that has
-  // started must arrive quickly (slow senders are cut off). Over TLS the wait cannot watch the
-  // socket (see below), and the idle timeout bounds the whole read.
+  // Waits, up to the idle timeout, for the first byte of the next request; then reads the request
+  // whole within the read timeout. Two timeouts: an idle keep-alive connection may wait long, a
+  // request that has started must arrive quickly (slow senders are cut off). While it waits, the
+  // connection holds no parser and an empty buffer, and may be reclaimed at the connection limit.
   void do_read() {
     if (state_->stopping) {
       return derived().do_close();
     }
     if (buffer_.size() > 0) {
-      return read_request(state_->options.read_timeout);  // a pipelined request is already here
+      return read_request();  // a pipelined request is already here
     }
+    parser_.reset();
+    buffer_.shrink_to_fit();
+    begin_wait();
     if constexpr (!Derived::kCanWaitOnSocket) {
-      // TLS: the next request may already sit decrypted-or-not in the SSL stream's own buffers
-      // (a client often sends it in the same segment as its last handshake message), so the socket
-      // need never become readable again. Read at once, bounded by the idle timeout.
-      return read_request(state_->options.idle_timeout);
+      // TLS: the next request may already sit in the SSL stream's own buffers (a client often
+      // sends it in the same segment as its last handshake message), so the socket need never
+      // become readable again: read its first bytes through the stream instead.
+      lowest().expires_after(state_->options.idle_timeout);
+      derived().stream().async_read_some(
+          buffer_.prepare(kFirstRead),
+          [self = derived().shared_from_this()](beast::error_code ec, std::size_t n) {
+            self->buffer_.commit(n);
+            if (!self->end_wait() || ec) return self->derived().do_close();
+            self->read_request();
+          });
     } else {
       // tcp_stream's own timer covers only its own operations, not a wait on the raw socket, so
       // the idle timeout has a timer of its own, on the connection's strand, that cancels the wait.
-      auto& socket = beast::get_lowest_layer(derived().stream()).socket();
+      auto& socket = lowest().socket();
       auto idle = std::make_shared<net::steady_timer>(socket.get_executor());
       idle->expires_after(state_->options.idle_timeout);
       idle->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
         if (!ec) {
           beast::error_code ignored;
-          beast::get_lowest_layer(self->derived().stream()).socket().cancel(ignored);
+          self->lowest().socket().cancel(ignored);
         }
       });
       socket.async_wait(tcp::socket::wait_read,
                         [self = derived().shared_from_this(), idle](beast::error_code ec) {
                           idle->cancel();
-                          if (ec) return self->do_close();
-                          self->read_request(self->state_->options.read_timeout);
+                          if (!self->end_wait() || ec) return self->derived().do_close();
+                          self->read_request();
                         });
     }
   }
 
-  void read_request(std::chrono::milliseconds timeout) {
+  void begin_wait() {
+    std::lock_guard lock(state_->idle_mutex);
+    idle_entry = state_->idle.insert(state_->idle.end(), derived().shared_from_this());
+  }
+
+  // Leaves the idle list; false if the accept loop reclaimed the connection meanwhile (then it
+  // closes, even if a request has just begun to arrive: the accept loop counted it as gone).
+  bool end_wait() {
+    std::lock_guard lock(state_->idle_mutex);
+    if (idle_entry) {
+      state_->idle.erase(*idle_entry);
+      idle_entry.reset();
+    }
+    return !reclaimed;
+  }
+
+  // The whole request, including an interim 100 Continue, must arrive within one read timeout.
+  void read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
     parser_->body_limit(state_->options.body_limit);
-    beast::get_lowest_layer(derived().stream()).expires_after(timeout);
+    lowest().expires_after(state_->options.read_timeout);
+    http::async_read_header(derived().stream(), buffer_, *parser_,
+                            [self = derived().shared_from_this()](
+                                beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  // The header is checked against both limits (a Content-Length over body_limit included) before
+  // any body is read. A client that sent "Expect: 100-continue" waits for an interim answer before
+  // sending its body (curl does for bodies over 1 KiB, for a second); it gets that answer only
+  // now, so that a refused request never has its body sent at all.
+  void on_header(beast::error_code ec) {
+    if (ec || parser_->is_done()) return on_read(ec);
+    // Never to an HTTP/1.0 client, which does not know interim answers (RFC 9110 §10.1.1).
+    if (parser_->get().version() >= 11 &&
+        beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      auto interim =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+      http::async_write(
+          derived().stream(), *interim,
+          [self = derived().shared_from_this(), interim](beast::error_code ec, std::size_t) {
+            if (ec) return self->derived().do_close();
+            self->read_body();
+          });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(derived().stream(), buffer_, *parser_,
                      [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_read(ec);
@@ -141,13 +244,17 @@ class Session {
         ec == net::error::operation_aborted || ec == net::error::connection_reset) {
       return derived().do_close();
     }
-    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+    if (ec == http::error::body_limit || ec == http::error::header_limit ||
+        ec == http::error::buffer_overflow) {
+      const std::string limit =
+          std::to_string(ec == http::error::body_limit ? state_->options.body_limit
+                                                       : state_->options.header_limit);
       return reply_error(Error(
           Code::kPayloadTooLarge,
-          ec == http::error::body_limit
-              ? "request body exceeds " + std::to_string(state_->options.body_limit) + " bytes"
-              : "request headers exceed " + std::to_string(state_->options.header_limit) +
-                    " bytes"));
+          ec == http::error::body_limit ? "request body exceeds " + limit + " bytes"
+          : ec == http::error::header_limit
+              ? "request headers exceed " + limit + " bytes"
+              : "a chunk-size line or trailer exceeds " + limit + " bytes (the header limit)"));
     }
     if (ec) {
       return reply_error(Error(Code::kInvalidArgument, "malformed HTTP request: " + ec.message()));
@@ -272,6 +379,9 @@ class Session {
                       });
   }
 
+  // What the first read of an idle TLS connection takes; the rest comes through the parser.
+  static constexpr std::size_t kFirstRead = 512;
+
   std::shared_ptr<State> state_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -287,7 +397,7 @@ class PlainSession : public Session<PlainSession>,
  public:
   static constexpr bool kCanWaitOnSocket = true;
   PlainSession(tcp::socket&& socket, std::shared_ptr<State> state)
-      : Session(std::move(state), beast::flat_buffer()), stream_(std::move(socket)) {}
+      : Session(std::move(state)), stream_(std::move(socket)) {}
   void run() { do_read(); }
   beast::tcp_stream& stream() { return stream_; }
   void do_close() {
@@ -298,6 +408,7 @@ class PlainSession : public Session<PlainSession>,
       return;
     }
     stream_.expires_after(kLingerTime);
+    discard_ = std::make_unique<std::array<char, 16 * 1024>>();  // only while lingering
     discard();
   }
 
@@ -306,7 +417,7 @@ class PlainSession : public Session<PlainSession>,
   static constexpr std::size_t kLingerBytes = 8 * 1024 * 1024;
 
   void discard() {
-    stream_.async_read_some(net::buffer(discard_),
+    stream_.async_read_some(net::buffer(*discard_),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->discarded_ += n;
                               if (ec || self->discarded_ > kLingerBytes) {
@@ -319,7 +430,7 @@ class PlainSession : public Session<PlainSession>,
   }
 
   beast::tcp_stream stream_;
-  std::array<char, 16 * 1024> discard_;
+  std::unique_ptr<std::array<char, 16 * 1024>> discard_;
   std::size_t discarded_ = 0;
 };
 
@@ -327,7 +438,7 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
  public:
   static constexpr bool kCanWaitOnSocket = false;
   TlsSession(tcp::socket&& socket, ssl::context& ctx, std::shared_ptr<State> state)
-      : Session(std::move(state), beast::flat_buffer()), stream_(std::move(socket), ctx) {}
+      : Session(std::move(state)), stream_(std::move(socket), ctx) {}
 
   void run() {
     // A handshake that never finishes is cut off by the read timeout.
@@ -353,16 +464,61 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
   beast::ssl_stream<beast::tcp_stream> stream_;
 };
 
+// At the connection limit: takes the connection that has waited longest for a request out of the
+// idle list and closes it. False if no connection is idle.
+bool reclaim_oldest_idle(State& state) {
+  std::shared_ptr<Connection> oldest;
+  {
+    std::lock_guard lock(state.idle_mutex);
+    for (auto it = state.idle.begin(); it != state.idle.end(); ++it) {
+      oldest = it->lock();  // null: being destroyed; its destructor erases the entry
+      if (oldest) {
+        state.idle.erase(it);
+        oldest->idle_entry.reset();
+        oldest->reclaimed = true;
+        state.reclaiming++;
+        break;
+      }
+    }
+  }
+  if (!oldest) return false;
+  state.reclaimed++;
+  oldest->reclaim();
+  return true;
+}
+
+void do_accept(std::shared_ptr<State> state);
+
+// Accept failed for want of a resource (EMFILE, ENFILE, ENOBUFS): the connection stays in the
+// backlog and the listening socket stays readable, so accepting again at once would spin on one
+// I/O thread. Pause instead, as nginx does, while closing connections free descriptors.
+void accept_later(std::shared_ptr<State> state) {
+  auto timer = std::make_shared<net::steady_timer>(*state->ioc);
+  timer->expires_after(std::chrono::milliseconds(100));
+  timer->async_wait([state, timer](beast::error_code ec) {
+    if (!ec && !state->stopping) do_accept(state);
+  });
+}
+
 void do_accept(std::shared_ptr<State> state) {
   state->acceptor->async_accept(
       net::make_strand(*state->ioc), [state](beast::error_code ec, tcp::socket socket) {
-        if (ec || state->stopping) {
-          if (!state->stopping && ec != net::error::operation_aborted) do_accept(state);
-          return;
+        if (state->stopping || ec == net::error::operation_aborted) return;
+        if (ec == net::error::connection_aborted) return do_accept(state);  // gone before accept
+        if (ec) {
+          state->accept_failures++;
+          return accept_later(state);
         }
-        if (state->connections >= state->options.max_connections) {
+        // Reclaimed connections are decremented from `reclaiming` before `connections`, so the
+        // difference never goes below zero, but the two loads are not one snapshot: clamp.
+        const std::size_t open = state->connections, going = state->reclaiming;
+        const std::size_t counted = open > going ? open - going : 0;
+        if (counted >= state->options.max_connections && !reclaim_oldest_idle(*state)) {
+          // Every connection is inside a request or a TLS handshake, each bounded by the read
+          // timeout: refuse at once rather than queue.
+          state->refused++;
           beast::error_code ignored;
-          socket.close(ignored);  // beyond the limit: refuse at once rather than queue
+          socket.close(ignored);
         } else {
           socket.set_option(tcp::no_delay(true), ec);
           if (state->tls) {
@@ -429,6 +585,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
 std::uint16_t HttpServer::port() const { return state_->port; }
 std::size_t HttpServer::open_connections() const { return state_->connections; }
 std::uint64_t HttpServer::queue_timeouts() const { return state_->queue_timeouts; }
+
+HttpServer::ConnectionCounts HttpServer::connection_counts() const {
+  return {state_->refused, state_->reclaimed, state_->accept_failures};
+}
 
 void HttpServer::stop(std::chrono::milliseconds drain) {
   if (state_->stopping.exchange(true)) {

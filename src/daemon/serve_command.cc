@@ -1,6 +1,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -131,6 +132,36 @@ void add_audit_metrics(api::Metrics& metrics, const audit::AuditLog& log) {
                     });
 }
 
+// Descriptors kept for what is not a client connection: the listener, the PKCS#11 module's files
+// and sockets, the store and its WAL, the log.
+constexpr rlim_t kReservedDescriptors = 128;
+
+// Every connection is a descriptor. Raises the soft RLIMIT_NOFILE to the hard limit (as Go's
+// runtime does; the default soft limit of 1024 is below the default max_connections plus the
+// reserve), and if even the hard limit is too low, serves fewer connections than configured, with a
+// warning: at max_connections idle connections are reclaimed for new ones, whereas out of
+// descriptors every new client would wait in the backlog.
+std::size_t connections_within_descriptor_limit(std::size_t max_connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return max_connections;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= max_connections + kReservedDescriptors) {
+    return max_connections;
+  }
+  const std::size_t fits = limit.rlim_cur > 2 * kReservedDescriptors
+                               ? limit.rlim_cur - kReservedDescriptors
+                               : limit.rlim_cur / 2;
+  spdlog::warn(
+      "server.max_connections = {} does not fit the open-file limit ({}, with {} kept for the HSM "
+      "and the store): serving at most {} connections; raise the limit (ulimit -n, LimitNOFILE=)",
+      max_connections, limit.rlim_cur, kReservedDescriptors, fits);
+  return fits;
+}
+
 api::ServerOptions server_options(const Config& config) {
   api::ServerOptions o;
   o.host = config.server.host;
@@ -138,7 +169,7 @@ api::ServerOptions server_options(const Config& config) {
   o.io_threads = config.server.io_threads;
   o.workers = config.server.workers != 0 ? config.server.workers : config.hsm.sessions;
   o.answers_at_once = &api::Api::answers_at_once;
-  o.max_connections = config.server.max_connections;
+  o.max_connections = connections_within_descriptor_limit(config.server.max_connections);
   o.header_limit = config.server.header_limit;
   o.body_limit = config.server.body_limit;
   o.read_timeout = std::chrono::milliseconds(config.server.read_timeout);
@@ -292,6 +323,16 @@ Status run_serve(const std::string& config_path) {
                       "Requests answered 503 because no worker (HSM session) became free within "
                       "hsm.acquire_timeout; they never ran.",
                       [&] { return static_cast<double>(server->queue_timeouts()); });
+  metrics.add_counter("kekd_connections_reclaimed_total",
+                      "Idle connections closed to admit a new one at server.max_connections.",
+                      [&] { return static_cast<double>(server->connection_counts().reclaimed); });
+  metrics.add_counter("kekd_connections_refused_total",
+                      "New connections closed at once: at server.max_connections with none idle.",
+                      [&] { return static_cast<double>(server->connection_counts().refused); });
+  metrics.add_counter(
+      "kekd_accept_failures_total",
+      "Failed accepts, e.g. out of file descriptors; accepting pauses 100 ms after each.",
+      [&] { return static_cast<double>(server->connection_counts().accept_failures); });
   auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
   spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",

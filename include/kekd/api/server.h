@@ -4,9 +4,23 @@
 // because it calls the HSM, and PKCS#11 calls block (a network HSM takes milliseconds). A slow
 // HSM therefore never stalls reading and writing for other connections.
 //
-// Bounded everything: header and body sizes, connections, a read timeout once a request has
-// started, an idle timeout between keep-alive requests. stop() stops accepting, lets in-flight
-// requests finish (up to a drain timeout), then closes every connection.
+// Bounded everything, so that no client can hold more than its share (docs/operations.md, "Limits
+// and hostile clients"):
+// - header_limit bounds the request line and headers, and also every line the parser must hold
+//   whole (a chunk-size line with its extensions, a trailer): it is the read buffer's capacity.
+//   body_limit bounds the body, chunked or not. Beyond either: 413, then the connection closes.
+// - read_timeout: a request, once its first byte has arrived (or a TLS handshake, once the
+//   connection is accepted), must arrive whole within it; a response must be taken by the client
+//   within it. Slow senders and clients that never read are cut off by it.
+// - idle_timeout: how long a connection may wait for the first byte of its next request.
+// - max_connections: at the limit, the connection that has waited longest for its next request is
+//   closed to admit the new one (as nginx reuses keep-alive connections), so that idle connections,
+//   however many, never lock a well-behaved client out. Only when no connection is idle (all are in
+//   a request or a TLS handshake, each bounded by read_timeout) is a new connection closed at once.
+// One connection holds at most one request and one response in memory: a client that pipelines
+// requests without reading the answers is read no further until it reads.
+// stop() stops accepting, lets in-flight requests finish (up to a drain timeout), then closes every
+// connection.
 #pragma once
 
 #include <chrono>
@@ -59,6 +73,15 @@ class HttpServer {
   std::size_t open_connections() const;
   // Requests answered by ServerOptions::on_queue_timeout since start.
   std::uint64_t queue_timeouts() const;
+
+  // Since start, for the metrics: connections closed at accept because none could be reclaimed,
+  // idle connections closed to admit a new one, and failed accepts (out of file descriptors).
+  struct ConnectionCounts {
+    std::size_t refused = 0;
+    std::size_t reclaimed = 0;
+    std::size_t accept_failures = 0;
+  };
+  ConnectionCounts connection_counts() const;
 
   // Stops accepting, waits for in-flight requests up to drain, then closes everything and drops
   // requests that no worker has started. Returns once the running handlers have returned: one

@@ -1,0 +1,157 @@
+// The HTTP server at its connection limit, over real loopback sockets: idle connections are
+// reclaimed, oldest first, to admit a new client; only when every connection is inside a request
+// is a new one refused. tests/e2e/test_hostile_clients.py drives the same behaviour at scale
+// through the real daemon.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "kekd/api/server.h"
+
+using namespace std::chrono_literals;
+using kekd::api::HttpRequest;
+using kekd::api::HttpResponse;
+using kekd::api::HttpServer;
+using kekd::api::Responder;
+using kekd::api::ServerOptions;
+
+namespace {
+
+class Client {
+ public:
+  explicit Client(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    REQUIRE(fd_ >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send(const std::string& data) {
+    REQUIRE(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(data.size()));
+  }
+
+  // True if the server closed the connection (EOF or reset) within the timeout; false if it is
+  // still open and silent.
+  bool closed_within(std::chrono::milliseconds timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+    char c;
+    return ::recv(fd_, &c, 1, MSG_PEEK) <= 0;
+  }
+
+  // Reads until the response's end (the test handler's bodies are tiny) or EOF.
+  std::string response() {
+    std::string out;
+    char buf[4096];
+    while (out.find("\r\n\r\nok") == std::string::npos) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) break;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+};
+
+std::unique_ptr<HttpServer> start_server(std::size_t max_connections) {
+  ServerOptions o;
+  o.port = 0;
+  o.io_threads = 1;
+  o.workers = 1;
+  o.max_connections = max_connections;
+  o.read_timeout = 5s;
+  o.idle_timeout = 30s;
+  auto server = HttpServer::start(o, [](const HttpRequest&, Responder respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = "ok";
+    respond(std::move(r));
+  });
+  REQUIRE(server.ok());
+  return std::move(server).value();
+}
+
+// The server counts a connection once its accept handler has run.
+void wait_for_connections(const HttpServer& server, std::size_t n) {
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (server.open_connections() != n && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(server.open_connections() == n);
+}
+
+const std::string kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("ServerReclaimsTheOldestIdleConnectionAtTheLimit") {
+  auto server = start_server(3);
+  Client a(server->port());
+  wait_for_connections(*server, 1);
+  Client b(server->port());
+  wait_for_connections(*server, 2);
+  Client c(server->port());
+  wait_for_connections(*server, 3);
+  // b served a request and waits again: it is now the newest idle connection, a the oldest.
+  b.send(kGet);
+  CHECK(b.response().find("HTTP/1.1 200") == 0);
+
+  Client d(server->port());
+  d.send(kGet);
+  CHECK(d.response().find("HTTP/1.1 200") == 0);
+  CHECK(a.closed_within(2s));
+  CHECK_FALSE(b.closed_within(100ms));
+  CHECK_FALSE(c.closed_within(100ms));
+  CHECK(server->connection_counts().reclaimed == 1);
+  CHECK(server->connection_counts().refused == 0);
+
+  // The next one takes c, the oldest of those left; b keeps serving on its connection.
+  Client e(server->port());
+  CHECK(c.closed_within(2s));
+  b.send(kGet);
+  CHECK(b.response().find("HTTP/1.1 200") == 0);
+  CHECK(server->connection_counts().reclaimed == 2);
+  server->stop(1s);
+}
+
+TEST_CASE("ServerRefusesANewConnectionWhenEveryOneIsInARequest") {
+  auto server = start_server(2);
+  Client a(server->port());
+  Client b(server->port());
+  wait_for_connections(*server, 2);
+  // Both have begun a request: neither is idle, neither may be closed for a newcomer.
+  a.send("GET / HTTP/1.1\r\n");
+  b.send("GET / HTTP/1.1\r\n");
+  std::this_thread::sleep_for(200ms);  // until the server has read those first bytes
+
+  Client c(server->port());
+  CHECK(c.closed_within(2s));
+  CHECK(server->connection_counts().refused == 1);
+  CHECK(server->connection_counts().reclaimed == 0);
+
+  // The requests in progress are untouched and complete.
+  a.send("Host: x\r\n\r\n");
+  CHECK(a.response().find("HTTP/1.1 200") == 0);
+  b.send("Host: x\r\n\r\n");
+  CHECK(b.response().find("HTTP/1.1 200") == 0);
+  server->stop(1s);
+}
