@@ -43,17 +43,6 @@ std::string new_request_id() {
   return id;
 }
 
-// Zeroes the stack below the caller. A request's handler leaves copies of what it handled in the
-// stack frames it used and left: nlohmann's serializer formats each string of a response (a DEK's
-// base64) in a 512-byte buffer of its own frame, the token's wrap and unwrap run on this thread.
-// Those bytes would stay until a deeper call happened to overwrite them. 32 KiB is well past the
-// depth of a request's handling (the memory check of tests/e2e/test_secret_hygiene.py finds what
-// is left); zeroing it takes well under a microsecond, against the HSM call of every key request.
-[[gnu::noinline]] void wipe_stack_below() {
-  std::array<char, 32 * 1024> frame;
-  Botan::secure_scrub_memory(frame.data(), frame.size());
-}
-
 }  // namespace
 
 const std::string& HttpRequest::header(const std::string& lower_name) const {
@@ -201,7 +190,6 @@ class Session {
       } catch (const std::exception&) {
         respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
       }
-      wipe_stack_below();
     };
     if (at_once) {
       run();

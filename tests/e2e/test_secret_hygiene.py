@@ -18,6 +18,7 @@ import glob
 import os
 import re
 import sys
+import time
 import unittest
 from unittest import mock
 
@@ -242,7 +243,10 @@ class SecretHygiene(E2ETest):
         if pin_from_environment:
             # The variable was there at start (its name still is); its value is gone.
             self.assertIn(PIN_VARIABLE.encode() + b"=", environ)
-        # kekd's own memory, read as root: no DEK and no client secret anywhere.
+        # kekd's own memory, read as root: no DEK and no client secret anywhere. A worker may still
+        # be returning from the last request when its answer arrives here (the answer is sent from
+        # within the handler; the request's own copy is released after it returns): let it finish.
+        time.sleep(1)
         regions = process_memory(pid)
         self.assertGreater(sum(len(data) for _, _, data in regions), 1 << 20)
         left = []
@@ -263,6 +267,14 @@ class SecretHygiene(E2ETest):
         self.use_kms_api(kms_token, tag)
         # The admin credential in use, and the audit read through the API.
         self.assertEqual(self.native("GET", "/v1/audit?limit=5", token=self.d.admin_token).status, 200)
+        # Last, DEKs again, more requests than kekd has workers: the last thing every worker did
+        # was to handle a DEK, so no later request overwrote what it left on its stack.
+        for i in range(12):
+            dek = self.dek(f"{tag} last DEK {i}", 32)
+            wrapped = self.native("POST", "/v1/keys/demo/wrap", {"plaintext": b64(dek)}, token=native_token)
+            opened = self.native("POST", "/v1/keys/demo/unwrap", {"ciphertext": wrapped.json()["ciphertext"]},
+                                 token=native_token)
+            self.assertEqual(opened.json()["plaintext"], b64(dek))
 
     def test_no_secret_in_logs_store_answers_proc_or_memory(self):
         config = os.path.join(self.d.dir, "kekd.toml")
