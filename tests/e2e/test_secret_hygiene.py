@@ -303,6 +303,14 @@ class SecretHygiene(E2ETest):
         self.assertNotEqual(self.d.proc.wait(timeout=30), 0)
         self.d.stop()
         self.assertIn("PIN", self.d.read_log()[self.d.log_start:])
+        # kekd init with the wrong PIN says so too, without quoting it.
+        init = kekd_e2e.run([KEKD_BIN, "init", "--config", config, "--operators",
+                             os.path.join(self.d.dir, "operators.toml"), "--threshold", "2",
+                             "--admin-credential-out", os.path.join(self.d.dir, "second-admin.token")],
+                            env=self.d.env, check=False)
+        self.assertNotEqual(init.returncode, 0)
+        self.assertIn("PIN", init.stdout + init.stderr)
+        self.init_outputs.append(init.stdout + init.stderr)
 
         # The PIN from the environment: gone from /proc/<pid>/environ once read.
         with open(config, "w") as f:
