@@ -1,5 +1,6 @@
 #include "kekd/api/server.h"
 
+#include <botan/mem_ops.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -275,6 +276,7 @@ class Session : public Connection {
     }
     request.body = std::move(raw.body());
     request.request_id = new_request_id();
+    wipe_read_buffer();
 
     // The handler may block on the HSM: run it on a worker, never on this I/O thread, and come
     // back to this connection's strand to write. What it answers at once runs here instead.
@@ -341,6 +343,27 @@ class Session : public Connection {
     } catch (const std::exception&) {
       respond(error_response(Error(Code::kInternal, "internal error"), request.request_id));
     }
+  }
+
+  // The read buffer lives as long as the connection and keeps every request read into it (its
+  // Authorization header, a DEK in its body) until later bytes happen to overwrite it. Once the
+  // parser has taken a request out, the buffer is zeroed, except for the bytes of a pipelined next
+  // request that follow it, which are put back in front.
+  void wipe_read_buffer() {
+    const std::size_t pending = buffer_.size();
+    if (pending == 0) {
+      // After consume(), an empty flat_buffer writes from the start of its storage again, so
+      // prepare(capacity()) is the whole storage.
+      auto storage = buffer_.prepare(buffer_.capacity());
+      Botan::secure_scrub_memory(storage.data(), storage.size());
+      return;
+    }
+    std::string next(static_cast<const char*>(buffer_.data().data()), pending);
+    buffer_.consume(pending);
+    auto storage = buffer_.prepare(buffer_.capacity());
+    Botan::secure_scrub_memory(storage.data(), storage.size());
+    buffer_.commit(net::buffer_copy(buffer_.prepare(pending), net::buffer(next)));
+    Botan::secure_scrub_memory(next.data(), next.size());
   }
 
   // An error found before the request could be handed to the handler; the connection is closed

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "kekd/daemon/commands.h"
+#include "kekd/daemon/process_memory.h"
 
 int main(int argc, char** argv) {
   // Logs go to stderr as one line per event, UTC timestamps; nothing secret is ever logged.
@@ -33,8 +34,12 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  kekd::Status status =
-      init_cmd->parsed() ? kekd::daemon::run_init(init) : kekd::daemon::run_serve(serve_config);
+  // Both commands read the PIN and handle secrets: no core dumps from here on.
+  kekd::Status status = kekd::daemon::protect_process_memory();
+  if (status.ok()) {
+    status =
+        init_cmd->parsed() ? kekd::daemon::run_init(init) : kekd::daemon::run_serve(serve_config);
+  }
   if (!status.ok()) {
     std::cerr << "kekd: " << status.error().to_string() << "\n";
     return status.error().code() == kekd::Code::kInvalidArgument ? 2 : 1;

@@ -1,6 +1,5 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -186,9 +185,7 @@ api::ServerOptions server_options(const Config& config) {
 }  // namespace
 
 Status run_serve(const std::string& config_path) {
-  // The process holds the PIN, client secrets and DEKs: no core dumps, no ptrace by other users.
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-
+  // No core dumps and no ptrace by other users: main() has called protect_process_memory().
   KEKD_ASSIGN_OR_RETURN(Config config, load_config(config_path));
   spdlog::set_level(spdlog::level::from_str(config.log_level));
 
