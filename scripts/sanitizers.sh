@@ -43,7 +43,9 @@ configure_and_build() {
   # at a fraction of the compile time of full debug information.
   cmake -S "$root" -B "$1" -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Debug \
     "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" -DKEKD_BUILD_TESTS=ON "-DKEKD_SANITIZE=$2" >/dev/null
-  cmake --build "$1" --parallel "$jobs" --target kekd_unit_tests kekd_integration_tests
+  # kekd_store_probe: the second process of the store's multi-process tests.
+  cmake --build "$1" --parallel "$jobs" --target kekd_unit_tests kekd_integration_tests \
+    kekd_store_probe
 }
 
 # run_one BINARY LOGDIR TESTCASE: one test case in its own process; prints one line, and the
