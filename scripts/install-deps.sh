@@ -10,6 +10,8 @@ PACKAGES=(
   # libraries (DESIGN §1)
   libp11-kit-dev libbotan-2-dev libboost-dev libssl-dev nlohmann-json3-dev
   libsqlite3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
+  # sanitizer runtimes for g++ 12 (scripts/sanitizers.sh); g++ already brings them on amd64
+  libasan8 libubsan1 libtsan2 liblsan0
   # the development and test token
   softhsm2
   # tests and independent oracles

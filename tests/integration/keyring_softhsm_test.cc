@@ -197,7 +197,8 @@ TEST_CASE_FIXTURE(Fixture, "RotationKeepsOldCiphertextsAndRewrapMovesThemForward
   CHECK(reopened->version == 2);
 }
 
-TEST_CASE_FIXTURE(Fixture, "FourThreadsOfMixedOperationsAllVerify") {
+TEST_CASE_FIXTURE(Fixture,
+                  "FourThreadsOfMixedOperationsAllVerify" * doctest::test_suite("concurrency")) {
   constexpr int kThreads = 4;
   constexpr int kOpsPerThread = 2000;
   std::atomic<int> failures{0};

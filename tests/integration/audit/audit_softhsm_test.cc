@@ -88,7 +88,8 @@ std::string export_text(store::AuditStore& store) {
 
 }  // namespace
 
-TEST_CASE("AuditCheckpointsSignedBySoftHsmVerifyWithBotanAndOpenssl") {
+TEST_CASE("AuditCheckpointsSignedBySoftHsmVerifyWithBotanAndOpenssl" *
+          doctest::test_suite("concurrency")) {
   TokenFixture token;
   auto hsm = token.open_hsm(4);
   REQUIRE(hsm->generate_signing_key(kLabel).ok());

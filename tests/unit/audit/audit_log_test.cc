@@ -49,6 +49,10 @@ bool eventually(Pred pred) {
 
 }  // namespace
 
+// Every AuditLog runs a writer and a checkpointer thread beside its callers, so every test here is
+// a concurrency test (scripts/sanitizers.sh runs this suite under ThreadSanitizer).
+TEST_SUITE_BEGIN("concurrency");
+
 TEST_CASE("AuditGroupCommitUnderManyThreads") {
   AuditFixture f;
   auto log = open_log(*f.store, f.hsm);
@@ -372,3 +376,5 @@ TEST_CASE("AuditNonDurableModeStillWritesEverything") {
   CHECK_MESSAGE(result.ok, result.failure);
   CHECK(result.records == 200);
 }
+
+TEST_SUITE_END();

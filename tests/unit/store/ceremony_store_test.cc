@@ -199,7 +199,8 @@ TEST_CASE_FIXTURE(Fixture, "AddApprovalFailsAndChangesNothing") {
   CHECK(closed.error().code() == Code::kFailedPrecondition);
 }
 
-TEST_CASE_FIXTURE(Fixture, "ConcurrentApprovalsReachThresholdExactlyOnce") {
+TEST_CASE_FIXTURE(Fixture, "ConcurrentApprovalsReachThresholdExactlyOnce" *
+                               doctest::test_suite("concurrency")) {
   require_ok(store->create_ceremony(make_ceremony("c1", "payments", set)));
   std::atomic<int> accepted{0};
   std::atomic<int> reached{0};

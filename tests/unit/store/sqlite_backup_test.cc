@@ -236,7 +236,8 @@ TEST_CASE_FIXTURE(Populated, "BackupFailsIntoMissingDirectoryWritingNothing") {
   CHECK_FALSE(std::filesystem::exists(dir.file("missing")));
 }
 
-TEST_CASE("BackupWhileAnotherThreadWritesIsOneConsistentState") {
+TEST_CASE("BackupWhileAnotherThreadWritesIsOneConsistentState" *
+          doctest::test_suite("concurrency")) {
   TempDir dir;
   auto store = open_store(dir.file("kekd.db"));
   // About 4 MiB of records first: the copy then takes many steps, and writes land between them.

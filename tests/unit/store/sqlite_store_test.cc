@@ -386,7 +386,7 @@ TEST_CASE("SetVersionStateFailsWhenDestroyAfterGivenForOtherState") {
   p.check_unchanged();
 }
 
-TEST_CASE("ConcurrentWritersFromFourThreadsLoseNothing") {
+TEST_CASE("ConcurrentWritersFromFourThreadsLoseNothing" * doctest::test_suite("concurrency")) {
   constexpr int kThreads = 4;
   constexpr int kKeysPerThread = 50;
   TempDir dir;
