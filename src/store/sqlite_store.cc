@@ -6,10 +6,14 @@
 // read first would get SQLITE_BUSY on upgrading to a writer, without the busy handler waiting.
 #include "kekd/store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <optional>
@@ -286,6 +290,14 @@ Result<std::vector<KeyRecord>> read_keys(Statement& select) {
 }  // namespace
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) {
+  // A new store is created 0600 whatever the umask: it holds the client records, grants and the
+  // audit log. SQLite gives its -wal and -shm files the database file's permissions.
+  if (int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    return Error(Code::kUnavailable,
+                 "cannot create the store " + path + ": " + std::strerror(errno));
+  }
   sqlite3* db = nullptr;
   // mu_ serialises every use of the connection, so SQLite's own connection mutex is redundant.
   int rc = sqlite3_open_v2(

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -120,6 +121,21 @@ TEST_CASE("OpenUsesWalJournal") {
   sqlite3_finalize(stmt);
   sqlite3_close(db);
   CHECK(mode == "wal");
+}
+
+TEST_CASE("OpenCreatesAPrivateStoreWhateverTheUmask") {
+  TempDir dir;
+  std::string path = dir.file("kekd.db");
+  mode_t previous = ::umask(0);  // the widest umask: the store must still be 0600
+  auto store = open_store(path);
+  ::umask(previous);
+  REQUIRE(store->schema_version().ok());  // written, so -wal and -shm exist too
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    CAPTURE(file);
+    REQUIRE(std::filesystem::exists(file));
+    CHECK((std::filesystem::status(file).permissions() & std::filesystem::perms::all) ==
+          (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  }
 }
 
 TEST_CASE("OpenFailsWhenSchemaIsNewer") {
