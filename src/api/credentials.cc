@@ -120,13 +120,18 @@ Result<Principal> Credentials::authenticate(std::string_view authorization) {
 
   KEKD_ASSIGN_OR_RETURN(Opened opened, open(client_id));
   auto expected = sha256(opened.secret);
+  {
+    // Cached whether or not this attempt matches: the entry holds the stored secret's hash, not
+    // the caller's, and without it every wrong secret for a real client id (ids are not secret)
+    // would cost an HSM unwrap. A client deleted while its secret was being opened must not come
+    // back into the cache.
+    std::unique_lock lock(mu_);
+    if (generation == generation_) {
+      verified_.insert_or_assign(client_id, Verified{expected, opened.principal});
+    }
+  }
   if (!Botan::constant_time_compare(expected.data(), given.data(), 32)) {
     return unauthenticated();
-  }
-  std::unique_lock lock(mu_);
-  // A client deleted while its secret was being opened must not come back into the cache.
-  if (generation == generation_) {
-    verified_.insert_or_assign(client_id, Verified{expected, opened.principal});
   }
   return std::move(opened.principal);
 }

@@ -5,7 +5,8 @@
 // encryption context, so a wrapped secret cannot be moved to another client's record. (SigV4
 // needs the secret itself, which is why it is wrapped rather than hashed.) A dump of the store is
 // useless without the HSM. Secrets are compared in constant time. So that the HSM is not asked per
-// request, a verified bearer secret is remembered as its SHA-256, and for SigV4 the derived
+// request, a client's stored bearer secret is remembered as its SHA-256 once opened (also after a
+// wrong attempt, so that wrong secrets do not reach the HSM), and for SigV4 the derived
 // signing key of a client's day, region and service (as good as the secret for that one scope, and
 // wiped with it). Deleting a client drops both at once.
 #pragma once

@@ -172,5 +172,27 @@ TEST_CASE("CredentialsSigningKeysAreTheSecretsAndGoWithADeletedClient") {
   }
 }
 
+TEST_CASE("CredentialsWrongSecretsForAKnownClientCostOneHsmCallInAll") {
+  testing::MemoryHsm hsm;
+  testing::KeyringHarness h(hsm);
+  REQUIRE(Credentials::create_token_key(hsm).ok());
+  Credentials credentials(hsm, h.store());
+  Result<NewClient> client = credentials.create(false, "[]", 1'000);
+  REQUIRE(client.ok());
+  const std::string wrong = "Bearer " + client->client_id + ".not-the-secret";
+  CHECK(credentials.authenticate(wrong).error().code() == Code::kUnauthenticated);
+  // From here on the HSM fails every call: a second wrong secret, and the right one, are
+  // answered from the cache the first attempt filled (else they would be 503, kUnavailable).
+  hsm.fail_with(Error(Code::kUnavailable, "the HSM is down"));
+  CHECK(credentials.authenticate(wrong).error().code() == Code::kUnauthenticated);
+  Result<Principal> right = credentials.authenticate("Bearer " + client->token());
+  REQUIRE(right.ok());
+  CHECK(right->client_id == client->client_id);
+  hsm.fail_with(std::nullopt);
+  REQUIRE(credentials.remove(client->client_id, 2'000).ok());
+  CHECK(credentials.authenticate("Bearer " + client->token()).error().code() ==
+        Code::kUnauthenticated);
+}
+
 }  // namespace
 }  // namespace kekd::api
