@@ -283,11 +283,12 @@ Status AuditLog::write_checkpoint(const Head& head) {
   KEKD_ASSIGN_OR_RETURN(std::optional<store::AuditCheckpointRow> previous,
                         store_.last_audit_checkpoint());
   checkpoint.prev_seq = previous ? previous->seq : 0;
-  const std::string message = checkpoint_message(head.seq, head.hash, checkpoint.prev_seq,
-                                                 format_time(checkpoint.time));
+  const std::string message =
+      checkpoint_message(head.seq, head.hash, checkpoint.prev_seq, format_time(checkpoint.time));
   KEKD_ASSIGN_OR_RETURN(checkpoint.signature, hsm_.sign(signing_label_, bytes_of(message)));
   return store_.append_audit_checkpoint(
-      store::AuditCheckpointRow{head.seq, checkpoint_json(checkpoint)}, head.hash);
+      store::AuditCheckpointRow{head.seq, checkpoint_json(checkpoint)}, head.hash,
+      checkpoint.prev_seq);
 }
 
 Status AuditLog::close() {

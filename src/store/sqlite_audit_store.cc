@@ -117,7 +117,7 @@ Status SqliteStore::append_audit(std::string_view prev,
 }
 
 Status SqliteStore::append_audit_checkpoint(const AuditCheckpointRow& checkpoint,
-                                            std::string_view hash) {
+                                            std::string_view hash, std::int64_t prev_seq) {
   if (checkpoint.seq < 1 || checkpoint.checkpoint.empty() ||
       checkpoint.checkpoint.size() > kMaxAuditCheckpointBytes || !is_hex_hash(hash)) {
     return invalid("a checkpoint covers a record (seq >= 1) with a hash, in at most " +
@@ -144,6 +144,12 @@ Status SqliteStore::append_audit_checkpoint(const AuditCheckpointRow& checkpoint
     return Error(Code::kFailedPrecondition, "store: audit: a checkpoint of record " + seq +
                                                 " is not after the last one, of record " +
                                                 std::to_string(last->seq));
+  }
+  if ((last ? last->seq : 0) != prev_seq) {
+    return Error(Code::kFailedPrecondition,
+                 "store: audit: the checkpoint of record " + seq + " names the checkpoint of " +
+                     std::to_string(prev_seq) + " as its predecessor, but the last one is of " +
+                     std::to_string(last ? last->seq : 0) + " (another writer checkpointed)");
   }
   KEKD_ASSIGN_OR_RETURN(
       Statement insert,

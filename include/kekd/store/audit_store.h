@@ -66,11 +66,13 @@ class AuditStore {
   virtual Status append_audit(std::string_view prev,
                               const std::vector<AuditRecordRow>& records) = 0;
 
-  // Stores a checkpoint of record checkpoint.seq, whose hash the caller signed.
-  // kFailedPrecondition unless that record exists with exactly this hash and checkpoint.seq is
-  // greater than that of every stored checkpoint.
+  // Stores a checkpoint of record checkpoint.seq, whose hash the caller signed, naming prev_seq
+  // (0: none) as its predecessor. kFailedPrecondition unless that record exists with exactly this
+  // hash, checkpoint.seq is greater than that of every stored checkpoint, and the last stored
+  // checkpoint is still prev_seq: another writer's checkpoint stored between the caller's read
+  // of the predecessor and this append would otherwise fork the chain of checkpoints.
   virtual Status append_audit_checkpoint(const AuditCheckpointRow& checkpoint,
-                                         std::string_view hash) = 0;
+                                         std::string_view hash, std::int64_t prev_seq) = 0;
 
   // The last record (where a restarted log resumes), or std::nullopt for an empty log.
   virtual Result<std::optional<AuditRecordRow>> last_audit() = 0;

@@ -69,8 +69,8 @@ class SqliteStore final : public MetadataStore,
 
   // AuditStore (src/store/sqlite_audit_store.cc)
   Status append_audit(std::string_view prev, const std::vector<AuditRecordRow>& records) override;
-  Status append_audit_checkpoint(const AuditCheckpointRow& checkpoint,
-                                 std::string_view hash) override;
+  Status append_audit_checkpoint(const AuditCheckpointRow& checkpoint, std::string_view hash,
+                                 std::int64_t prev_seq) override;
   Result<std::optional<AuditRecordRow>> last_audit() override;
   Result<std::optional<AuditCheckpointRow>> last_audit_checkpoint() override;
   Result<AuditPage> read_audit(std::int64_t after, std::size_t limit) override;

@@ -109,8 +109,8 @@ inline store::AuditCheckpointRow signed_checkpoint(hsm::Hsm& hsm, std::int64_t s
   c.hash = hash;
   c.prev_seq = prev_seq;
   c.time = t;
-  auto signature = hsm.sign(kAuditLabel, bytes_of(audit::checkpoint_message(
-                                             seq, hash, prev_seq, audit::format_time(t))));
+  auto signature = hsm.sign(
+      kAuditLabel, bytes_of(audit::checkpoint_message(seq, hash, prev_seq, audit::format_time(t))));
   REQUIRE(signature.ok());
   c.signature = *signature;
   return store::AuditCheckpointRow{seq, audit::checkpoint_json(c)};
@@ -140,8 +140,8 @@ inline std::string build_log(store::AuditStore& store, hsm::Hsm& hsm, std::int64
       auto previous = store.last_audit_checkpoint();
       REQUIRE(previous.ok());
       const std::int64_t prev_seq = *previous ? (*previous)->seq : 0;
-      require_ok(store.append_audit_checkpoint(
-          signed_checkpoint(hsm, seq, hash, prev_seq, t + 100), hash));
+      require_ok(store.append_audit_checkpoint(signed_checkpoint(hsm, seq, hash, prev_seq, t + 100),
+                                               hash, prev_seq));
     }
     prev = hash;
   }
@@ -190,9 +190,9 @@ class ControlledAuditStore final : public store::AuditStore {
     }
     return real_.append_audit(prev, records);
   }
-  Status append_audit_checkpoint(const store::AuditCheckpointRow& c,
-                                 std::string_view hash) override {
-    return real_.append_audit_checkpoint(c, hash);
+  Status append_audit_checkpoint(const store::AuditCheckpointRow& c, std::string_view hash,
+                                 std::int64_t prev_seq) override {
+    return real_.append_audit_checkpoint(c, hash, prev_seq);
   }
   Result<std::optional<store::AuditRecordRow>> last_audit() override { return real_.last_audit(); }
   Result<std::optional<store::AuditCheckpointRow>> last_audit_checkpoint() override {

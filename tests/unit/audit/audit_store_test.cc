@@ -76,15 +76,19 @@ TEST_CASE("AuditStoreCheckpointsCoverStoredRecordsInIncreasingOrder") {
   store::SqliteStore& s = *f.store;
   require_ok(s.append_audit(std::string(store::kAuditGenesisHash),
                             {row(1, 'a'), row(2, 'b'), row(3, 'c')}));
-  expect_code(s.append_audit_checkpoint({4, "{}"}, hash_of('d')), Code::kFailedPrecondition);
-  expect_code(s.append_audit_checkpoint({2, "{}"}, hash_of('a')), Code::kFailedPrecondition);
-  require_ok(s.append_audit_checkpoint({2, "{\"cp\":2}"}, hash_of('b')));
-  expect_code(s.append_audit_checkpoint({2, "{\"cp\":2}"}, hash_of('b')),
+  expect_code(s.append_audit_checkpoint({4, "{}"}, hash_of('d'), 0), Code::kFailedPrecondition);
+  expect_code(s.append_audit_checkpoint({2, "{}"}, hash_of('a'), 0), Code::kFailedPrecondition);
+  require_ok(s.append_audit_checkpoint({2, "{\"cp\":2}"}, hash_of('b'), 0));
+  expect_code(s.append_audit_checkpoint({2, "{\"cp\":2}"}, hash_of('b'), 2),
               Code::kFailedPrecondition);
-  expect_code(s.append_audit_checkpoint({1, "{\"cp\":1}"}, hash_of('a')),
+  expect_code(s.append_audit_checkpoint({1, "{\"cp\":1}"}, hash_of('a'), 2),
               Code::kFailedPrecondition);
-  expect_code(s.append_audit_checkpoint({3, ""}, hash_of('c')), Code::kInvalidArgument);
-  require_ok(s.append_audit_checkpoint({3, "{\"cp\":3}"}, hash_of('c')));
+  expect_code(s.append_audit_checkpoint({3, ""}, hash_of('c'), 2), Code::kInvalidArgument);
+  // A checkpoint that names a predecessor other than the last stored one (another writer
+  // checkpointed meanwhile) is refused: it would fork the chain of checkpoints.
+  expect_code(s.append_audit_checkpoint({3, "{\"cp\":3}"}, hash_of('c'), 0),
+              Code::kFailedPrecondition);
+  require_ok(s.append_audit_checkpoint({3, "{\"cp\":3}"}, hash_of('c'), 2));
   auto last = s.last_audit_checkpoint();
   REQUIRE(last.ok());
   REQUIRE(last->has_value());

@@ -153,7 +153,7 @@ struct Populated {
                                       "expired with 1 of 2 approvals"));
     Chain chain;
     require_ok(chain.append(*store, 5));
-    require_ok(store->append_audit_checkpoint({5, "{\"checkpoint\":5}"}, chain.head));
+    require_ok(store->append_audit_checkpoint({5, "{\"checkpoint\":5}"}, chain.head, 0));
   }
 };
 
