@@ -243,6 +243,12 @@ class SecretHygiene(E2ETest):
         if pin_from_environment:
             # The variable was there at start (its name still is); its value is gone.
             self.assertIn(PIN_VARIABLE.encode() + b"=", environ)
+        # No core file of kekd's memory can be written: RLIMIT_CORE is 0, soft and hard (with
+        # PR_SET_DUMPABLE 0, src/daemon/process_memory.cc).
+        with open(f"/proc/{pid}/limits") as f:
+            core = [line.split() for line in f if line.startswith("Max core file size")]
+        self.assertEqual(len(core), 1)
+        self.assertEqual(core[0][4:6], ["0", "0"], f"kekd's core file limit: {core[0]}")
         # kekd's own memory, read as root: no DEK and no client secret anywhere. A worker may still
         # be returning from the last request when its answer arrives here (the answer is sent from
         # within the handler; the request's own copy is released after it returns): let it finish.
