@@ -70,7 +70,7 @@ Status check_known(const toml::table& table, const std::string& prefix) {
       return bad("unknown key '" + name + "'");
     }
     const toml::table* sub = node.as_table();
-    if (kSections.contains(name) != (prefix.empty() && sub != nullptr)) {
+    if (kSections.contains(name) != (sub != nullptr)) {
       return bad(kSections.contains(name) ? "'" + name + "' must be a table, [" + name + "]"
                                           : "'" + name + "' must be a value, not a table");
     }
