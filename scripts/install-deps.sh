@@ -18,6 +18,9 @@ PACKAGES=(
   doctest-dev opensc openssl python3-pykcs11 python3-cryptography python3-yaml sqlite3 curl jq
   # KMS compatibility tests, benchmark load generator
   awscli python3-boto3 wrk
+  # fuzzing (scripts/fuzz.sh): clang 14, its libFuzzer/ASan/UBSan runtimes (libclang_rt.fuzzer
+  # and friends are in libclang-rt-14-dev), and llvm-symbolizer (llvm-14) for readable reports
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

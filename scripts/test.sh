@@ -8,7 +8,11 @@
 #   scripts/test.sh            install what is missing, configure, build, test
 #   BUILD_DIR=... scripts/test.sh
 #
-# Exits non-zero on any failure, a sanitizer report included.
+# Then the fuzz stage: every libFuzzer target of tests/fuzz for KEKD_FUZZ_SECONDS each (default
+# 20; 0 skips it), in its own clang build (scripts/fuzz.sh, build-fuzz/).
+#
+# Exits non-zero on any failure, a sanitizer report or a fuzz finding included. One line per fuzz
+# target ends the output.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,3 +31,8 @@ unset SOFTHSM2_CONF
 (cd "$build" && ctest --output-on-failure --parallel "$jobs" --timeout 600)
 
 bash "$root/scripts/sanitizers.sh"
+
+fuzz_seconds=${KEKD_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  FUZZ_PARALLEL=$jobs bash "$root/scripts/fuzz.sh" "$fuzz_seconds"
+fi

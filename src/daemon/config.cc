@@ -58,14 +58,25 @@ const std::set<std::string> kKnown = {"server",
                                       "log",
                                       "log.level"};
 
+// The sections: tables at the top level, each holding values only. Values are looked up by
+// dotted path (at_path), so the file must have exactly this shape: a quoted top-level key
+// "server.listen", or `server = 1`, would pass a check of names alone and then be ignored.
+const std::set<std::string> kSections = {"server", "hsm", "store", "ceremony",
+                                         "audit",  "kms", "log"};
+
 Status check_known(const toml::table& table, const std::string& prefix) {
   for (const auto& [key, node] : table) {
     std::string name =
         prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
-    if (!kKnown.contains(name)) {
+    if (!kKnown.contains(name) || key.str().find('.') != std::string_view::npos) {
       return bad("unknown key '" + name + "'");
     }
-    if (const toml::table* sub = node.as_table()) {
+    const toml::table* sub = node.as_table();
+    if (kSections.contains(name) != (sub != nullptr)) {
+      return bad(kSections.contains(name) ? "'" + name + "' must be a table, [" + name + "]"
+                                          : "'" + name + "' must be a value, not a table");
+    }
+    if (sub != nullptr) {
       KEKD_RETURN_IF_ERROR(check_known(*sub, name));
     }
   }
@@ -128,6 +139,9 @@ Status parse_listen(const std::string& listen, ServerConfig& server) {
   std::string host = listen.substr(0, colon);
   if (host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) {  // "[]:8200"
+    return bad("server.listen must be host:port, e.g. \"127.0.0.1:8200\"");
   }
   int port = 0;
   try {

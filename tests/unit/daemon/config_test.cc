@@ -1,0 +1,50 @@
+// kekd.toml loading: the shape of the file (sections are tables of values, keys are plain) and
+// server.listen. Each refused input is also a regression case of the config fuzz target
+// (tests/fuzz/corpus/config/regression-*).
+#include <doctest/doctest.h>
+
+#include "kekd/daemon/config.h"
+
+using namespace kekd;
+using namespace kekd::daemon;
+
+namespace {
+
+Error refused(std::string_view toml) {
+  Result<Config> c = parse_config(toml, "/etc/kekd");
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().code() == Code::kInvalidArgument);
+  return c.error();
+}
+
+}  // namespace
+
+TEST_CASE("ParseConfigFailsWhenAQuotedKeyHasADot") {
+  // Not the same key as listen in [server]: it used to be accepted and ignored.
+  CHECK(refused("\"server.listen\" = \"0.0.0.0:1\"\n").message() ==
+        "config: unknown key 'server.listen'");
+  CHECK(refused("[server]\n\"allow_plaintext.x\" = true\n").message() ==
+        "config: unknown key 'server.allow_plaintext.x'");
+}
+
+TEST_CASE("ParseConfigFailsWhenASectionIsNotATable") {
+  CHECK(refused("server = 1\n").message() == "config: 'server' must be a table, [server]");
+  CHECK(refused("[[hsm]]\npin_env = \"X\"\n").message() == "config: 'hsm' must be a table, [hsm]");
+  CHECK(refused("[server.listen]\n").message() ==
+        "config: 'server.listen' must be a value, not a table");
+}
+
+TEST_CASE("ParseConfigFailsWhenTheListenHostIsEmpty") {
+  CHECK(refused("[server]\nlisten = \"[]:8200\"\nallow_plaintext = true\n").message() ==
+        "config: server.listen must be host:port, e.g. \"127.0.0.1:8200\"");
+}
+
+TEST_CASE("ParseConfigReadsSectionsWrittenAsDottedOrInlineTables") {
+  Result<Config> c = parse_config(
+      "server.listen = \"[::1]:8443\"\nhsm = { pin_env = \"PIN\", sessions = 4 }\n", "/etc/kekd");
+  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  CHECK(c->server.host == "::1");
+  CHECK(c->server.port == 8443);
+  CHECK(c->hsm.pin_env == "PIN");
+  CHECK(c->hsm.sessions == 4);
+}
