@@ -226,6 +226,13 @@ class HostileClients(E2ETest):
                 return self
 
             def __exit__(self, *exc):
+                # A phase that is over in a millisecond (100-continue, half-closed sockets) would
+                # otherwise hold no well-behaved request on a fast machine: it lasts until one
+                # request of the well-behaved clients has completed within it (at most 5 s).
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not any(
+                        t >= self.t0 for c in test.clients for (t, _) in c.samples[-100:]):
+                    time.sleep(0.01)
                 self.t1 = time.monotonic()
                 time.sleep(0.05)
                 peak = test.rss.peak(self.t0, self.t1 + 0.05)
