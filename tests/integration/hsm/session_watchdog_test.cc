@@ -51,7 +51,7 @@ TEST_CASE("AcquireFailsUnavailableAfterTheTimeoutWhileEverySessionIsHeld") {
   CHECK(hsm->health().in_use == 2);
 }
 
-TEST_CASE("AcquireWaitsForASessionFreedBeforeTheTimeout") {
+TEST_CASE("AcquireWaitsForASessionFreedBeforeTheTimeout" * doctest::test_suite("concurrency")) {
   TokenFixture token;
   auto hsm = open_with(token, 1, 5s, 10s);
   std::thread holder;
