@@ -41,6 +41,11 @@ bool matches(const std::vector<std::string>& pattern, const std::vector<std::str
   return true;
 }
 
+// The AWS KMS-compatible API has one endpoint: every POST to "/" (X-Amz-Target picks the action).
+bool is_kms_request(const HttpRequest& request, std::string_view path) {
+  return path == "/" && request.method == "POST";
+}
+
 Json key_json(const keys::KeyInfo& info) {
   Json versions = Json::array();
   for (const store::KeyVersionRecord& v : info.record.versions) {
@@ -235,7 +240,7 @@ void Api::handle(const HttpRequest& request, std::function<void(HttpResponse)> d
 
   HttpResponse response;
   // The AWS KMS-compatible API has one endpoint, its own authentication and its own errors.
-  const bool kms = path == "/" && request.method == "POST";
+  const bool kms = is_kms_request(request, path);
   if (kms) {
     response = kms::handle(services_, context);
   } else {
@@ -273,7 +278,7 @@ HttpResponse Api::refuse(const HttpRequest& request, const Error& error,
                          std::chrono::duration<double> waited) {
   std::string_view target = request.target;
   std::string_view path = target.substr(0, target.find('?'));
-  const bool kms = path == "/" && request.method == "POST";
+  const bool kms = is_kms_request(request, path);
   HttpResponse response = kms ? kms::error_response(error, request.request_id)
                               : error_response(error, request.request_id);
   response.route = "unmatched";
