@@ -7,8 +7,9 @@
 // every other function through the function list, and exporting C_* names from a library that
 // dlopens another module with the same names would invite symbol interposition surprises.
 //
-// The hot path takes no lock: the effective rules live in per-function atomics, recomputed under a
-// mutex when the control file changes. Nothing sleeps or calls the real module under a lock.
+// The effective rules live in per-function atomics, recomputed under a mutex when the control file
+// changes; calls take that mutex only when a check of the file is due (every 50 ms by default).
+// Nothing sleeps or calls the real module under a lock.
 
 #include <dlfcn.h>
 #include <p11-kit/pkcs11.h>
@@ -436,7 +437,7 @@ std::atomic<unsigned long long> g_injected[kFnCount];
 std::string g_control_path;
 long long g_control_interval_ns = 50'000'000;
 std::atomic<long long> g_last_check_ns{0};
-std::mutex g_reload_mu;  // one reload at a time; the hot path only ever try-locks it
+std::mutex g_reload_mu;  // one reload at a time; held only while the file is checked
 struct FileStamp {
   bool exists = false;
   ino_t ino = 0;
@@ -534,14 +535,16 @@ void maybe_reload_control() {
   if (now - last < g_control_interval_ns) {
     return;
   }
-  // One thread per interval does the stat; the others go on with the rules they have.
-  if (!g_last_check_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
-    return;
+  // A call that finds a check due waits for it, however it is shared out: one that went on with
+  // the old rules while another thread re-read the file could start a hang the control file has
+  // already ended (seen in CI: two calls entering together after a hang, one of them hung 3 s
+  // more). The lock is held only for a stat and a read of a small file.
+  std::lock_guard lock(g_reload_mu);
+  if (now - g_last_check_ns.load(std::memory_order_relaxed) < g_control_interval_ns) {
+    return;  // another thread checked while this one waited
   }
-  std::unique_lock lock(g_reload_mu, std::try_to_lock);
-  if (lock.owns_lock()) {
-    check_control_file(false);
-  }
+  g_last_check_ns.store(now_ns(CLOCK_MONOTONIC), std::memory_order_relaxed);
+  check_control_file(false);
 }
 
 void sleep_us(long long us) {
