@@ -7,7 +7,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "request_queue.h"
 
 namespace kekd::api {
 namespace {
@@ -76,7 +76,7 @@ struct HttpServer::State {
   // operation pending on the io_context, so once the acceptor is closed, run() would return and
   // the responses of in-flight requests would never be written. Released after the drain.
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::optional<net::thread_pool> workers;
+  std::optional<RequestQueue> workers;
   std::optional<ssl::context> tls;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> io_threads;
@@ -283,45 +283,27 @@ class Session : public Connection {
     state_->in_flight++;
     const bool at_once =
         state_->options.answers_at_once && state_->options.answers_at_once(request);
-    auto shared = std::make_shared<const HttpRequest>(std::move(request));
     if (at_once) {
-      return run_handler(*shared);
+      return run_handler(request);
     }
-    const auto queue_timeout = state_->options.queue_timeout;
-    if (queue_timeout.count() <= 0 || !state_->options.on_queue_timeout) {
-      net::post(*state_->workers,
-                [self = derived().shared_from_this(), shared] { self->run_handler(*shared); });
-      return;
+    // Bounded wait for a worker (RequestQueue): a request still queued after queue_timeout is
+    // answered by on_queue_timeout and never runs.
+    auto shared = std::make_shared<const HttpRequest>(std::move(request));
+    auto self = derived().shared_from_this();
+    state_->workers->push([self, shared] { self->run_handler(*shared); },
+                          [self, shared] { self->answer_queue_timeout(*shared); });
+  }
+
+  void answer_queue_timeout(const HttpRequest& request) {
+    state_->queue_timeouts++;
+    HttpResponse response;
+    try {
+      response = state_->options.on_queue_timeout(request);
+    } catch (const std::exception&) {
+      response = error_response(Error(Code::kUnavailable, "no worker became free in time"),
+                                request.request_id);
     }
-    // Bounded wait for a worker: whichever comes first, a worker or the timer, claims the request.
-    // The timer is not cancelled when a worker wins (that would cost a post to this strand per
-    // request); it holds the connection and the request only weakly, so that meanwhile it keeps
-    // neither a closed connection (its slot under max_connections) nor a request body alive. While
-    // the request is unclaimed, the queued job holds both.
-    auto claimed = std::make_shared<std::atomic<bool>>(false);
-    auto timer = std::make_shared<net::steady_timer>(derived().stream().get_executor());
-    timer->expires_after(queue_timeout);
-    std::weak_ptr<Derived> weak_self = derived().shared_from_this();
-    std::weak_ptr<const HttpRequest> weak_request = shared;
-    timer->async_wait([weak_self, weak_request, claimed, timer](beast::error_code ec) {
-      if (ec || claimed->load()) return;
-      std::shared_ptr<Derived> self = weak_self.lock();
-      std::shared_ptr<const HttpRequest> request = weak_request.lock();
-      if (!self || !request || claimed->exchange(true)) return;
-      self->state_->queue_timeouts++;
-      HttpResponse response;
-      try {
-        response = self->state_->options.on_queue_timeout(*request);
-      } catch (const std::exception&) {
-        response = error_response(Error(Code::kUnavailable, "no worker became free in time"),
-                                  request->request_id);
-      }
-      self->responder(request->request_id)(std::move(response));
-    });
-    net::post(*state_->workers, [self = derived().shared_from_this(), shared, claimed] {
-      if (claimed->exchange(true)) return;  // already answered by the timer: do not run it
-      self->run_handler(*shared);
-    });
+    responder(request.request_id)(std::move(response));
   }
 
   // Answers back on this connection's strand, from whichever thread answers, at most once.
@@ -595,7 +577,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
                  "cannot listen on " + o.host + ":" + std::to_string(o.port) + ": " + ec.message());
   }
   state->port = state->acceptor->local_endpoint().port();
-  state->workers.emplace(o.workers);
+  // Without an answer for it, a timeout would leave requests unanswered: then they wait.
+  state->workers.emplace(o.workers,
+                         o.on_queue_timeout ? o.queue_timeout : std::chrono::milliseconds(0));
 
   state->work.emplace(state->ioc->get_executor());
   do_accept(state);
@@ -634,7 +618,6 @@ void HttpServer::stop(std::chrono::milliseconds drain) {
   // gone, and each could block on an HSM that hangs. join() then waits only for the handlers that
   // are running; one stuck in an HSM call keeps it waiting (serve bounds that, serve_command.cc).
   state_->workers->stop();
-  state_->workers->join();
   // The acceptor belongs to the io_context and must go first; destroying the io_context then
   // destroys every pending handler, and with them the remaining sessions and their sockets.
   state_->acceptor.reset();

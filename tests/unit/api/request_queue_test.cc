@@ -1,0 +1,153 @@
+// The queue between the I/O threads and the workers (src/api/request_queue.h): every job runs or
+// expires exactly once, expiry comes at the timeout and not before, and stop() drops what no
+// worker has taken. Threads throughout, so suite "concurrency" (run under ThreadSanitizer).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "api/request_queue.h"
+
+using kekd::api::RequestQueue;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Holds every worker that runs `hold()` until release().
+class Gate {
+ public:
+  void hold() {
+    std::unique_lock lock(mu_);
+    ++held_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return open_; });
+  }
+  void wait_held(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return held_ >= n; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int held_ = 0;
+  bool open_ = false;
+};
+
+void wait_for(const std::atomic<int>& counter, int value) {
+  const auto deadline = Clock::now() + 10s;
+  while (counter.load() < value && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+}
+
+}  // namespace
+
+TEST_CASE("RequestQueueRunsEveryJobOnceOnItsWorkers" * doctest::test_suite("concurrency")) {
+  RequestQueue queue(4, 2000ms);
+  std::atomic<int> ran{0}, expired{0};
+  std::vector<std::thread> pushers;
+  for (int t = 0; t < 4; ++t) {
+    pushers.emplace_back([&] {
+      for (int i = 0; i < 2500; ++i) queue.push([&] { ran++; }, [&] { expired++; });
+    });
+  }
+  for (auto& t : pushers) t.join();
+  wait_for(ran, 10000);
+  CHECK(ran.load() == 10000);
+  CHECK(expired.load() == 0);
+  CHECK(queue.expired() == 0);
+}
+
+TEST_CASE("RequestQueueExpiresWhatNoWorkerTookInTimeAndNeverRunsIt" *
+          doctest::test_suite("concurrency")) {
+  RequestQueue queue(2, 300ms);
+  Gate gate;
+  std::atomic<int> held_done{0}, ran{0}, expired{0};
+  for (int i = 0; i < 2; ++i) {
+    queue.push(
+        [&] {
+          gate.hold();
+          held_done++;
+        },
+        [&] { FAIL("a taken job expired"); });
+  }
+  gate.wait_held(2);  // both workers are busy from here on
+  const auto pushed = Clock::now();
+  std::vector<Clock::duration> waited(3);
+  std::atomic<int> index{0};
+  for (int i = 0; i < 3; ++i) {
+    queue.push([&] { ran++; },
+               [&] {
+                 waited[index++] = Clock::now() - pushed;
+                 expired++;
+               });
+  }
+  wait_for(expired, 3);
+  CHECK(expired.load() == 3);
+  for (auto w : waited) {
+    CHECK(w >= 300ms);         // never before the timeout
+    CHECK(w < 300ms + 250ms);  // and promptly after it (the sweeper, not a worker, answered)
+  }
+  gate.release();
+  wait_for(held_done, 2);
+  // The workers are free again: a new job runs, and the expired ones never did.
+  queue.push([&] { ran++; }, [&] { expired++; });
+  wait_for(ran, 1);
+  CHECK(ran.load() == 1);
+  CHECK(expired.load() == 3);
+  CHECK(queue.expired() == 3);
+}
+
+TEST_CASE("RequestQueueWithoutATimeoutWaitsAsLongAsItTakes" * doctest::test_suite("concurrency")) {
+  RequestQueue queue(1, 0ms);
+  Gate gate;
+  std::atomic<int> ran{0}, expired{0};
+  queue.push([&] { gate.hold(); }, [&] { expired++; });
+  gate.wait_held(1);
+  queue.push([&] { ran++; }, [&] { expired++; });
+  std::this_thread::sleep_for(200ms);
+  CHECK(ran.load() == 0);
+  gate.release();
+  wait_for(ran, 1);
+  CHECK(ran.load() == 1);
+  CHECK(expired.load() == 0);
+}
+
+TEST_CASE("RequestQueueStopDropsQueuedJobsAndWaitsForRunningOnes" *
+          doctest::test_suite("concurrency")) {
+  auto queue = std::make_unique<RequestQueue>(1, 5000ms);
+  Gate gate;
+  std::atomic<int> finished{0}, ran{0}, expired{0};
+  auto token = std::make_shared<int>(0);  // a job's capture, like a connection
+  queue->push(
+      [&] {
+        gate.hold();
+        finished++;
+      },
+      [&] { expired++; });
+  gate.wait_held(1);
+  queue->push([&, token] { ran++; }, [&, token] { expired++; });
+  CHECK(token.use_count() == 3);  // both callbacks hold it
+  std::thread stopper([&] { queue->stop(); });
+  std::this_thread::sleep_for(100ms);
+  CHECK(finished.load() == 0);  // stop() is waiting for the running job
+  gate.release();
+  stopper.join();
+  CHECK(finished.load() == 1);
+  CHECK(ran.load() == 0);
+  CHECK(expired.load() == 0);
+  CHECK(token.use_count() == 1);                    // the dropped job's captures were released
+  queue->push([&] { ran++; }, [&] { expired++; });  // after stop: neither runs
+  queue.reset();
+  CHECK(ran.load() == 0);
+  CHECK(expired.load() == 0);
+}
