@@ -165,11 +165,64 @@ TEST_CASE("AuditBoundedCutsAtACharacterBoundary") {
   CHECK(cut == "\xC3\xBC\xC3\xBC\xC3\xBC\xE2\x80\xA6");
   CHECK(sanitize(cut) == cut);
   // Control characters become U+FFFD before the cut, so the result needs no escape.
-  CHECK(bounded("a\nb", 128) == "a\xEF\xBF\xBD" "b");
+  CHECK(bounded("a\nb", 128) ==
+        "a\xEF\xBF\xBD"
+        "b");
   // What bounded() returns always passes normalize().
   AuditEvent event;
   event.action = "key.wrap";
   event.key = bounded(std::string(5000, 'x'), kMaxKeyBytes);
   event.request_id = bounded(std::string(500, 'r'), kMaxRequestIdBytes);
   CHECK(normalize(event).ok());
+}
+
+// canonical_json writes records directly rather than through nlohmann (the audit writer's hot
+// path); nlohmann's dump of the same members is the oracle, on generated records that mix the
+// characters that need care: quotes, backslashes, slashes, UTF-8, empty and absent members.
+TEST_CASE("AuditCanonicalJsonMatchesNlohmannOnGeneratedRecords") {
+  std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const std::string_view pieces[] = {
+      "a", "Z", "0", " ", "\"",       "\\",           "/",
+      "{", "}", ":", ",", "\xC3\xBC", "\xE2\x80\xA6", "\xF0\x9F\x94\x91",
+      "~", "."};
+  auto text = [&](std::size_t max) {
+    std::string s;
+    for (std::size_t n = next() % (max + 1); n > 0; --n) s += pieces[next() % std::size(pieces)];
+    return sanitize(s);
+  };
+  auto maybe = [&](std::size_t max) {
+    return next() % 3 == 0 ? std::nullopt : std::optional<std::string>(text(max));
+  };
+  for (int i = 0; i < 5000; ++i) {
+    Record r;
+    r.seq = static_cast<std::int64_t>(next() % 10'000'000'000ULL) + 1;
+    r.time = static_cast<UnixMillis>(next() % 4'000'000'000'000ULL);
+    r.request_id = text(40);
+    r.principal = text(20);
+    r.action = next() % 2 ? "key.wrap" : "auth.failure";
+    r.key = maybe(20);
+    if (next() % 2) r.version = static_cast<std::uint32_t>(next());
+    r.subject = maybe(30);
+    if (next() % 2) r.error = "permission_denied";
+    r.prev = std::string(kGenesisHash);
+    nlohmann::json j = {{"seq", r.seq},
+                        {"time", format_time(r.time)},
+                        {"request_id", r.request_id},
+                        {"principal", r.principal},
+                        {"action", r.action},
+                        {"key", r.key ? nlohmann::json(*r.key) : nlohmann::json(nullptr)},
+                        {"version", r.version ? nlohmann::json(*r.version) : nlohmann::json()},
+                        {"subject", r.subject ? nlohmann::json(*r.subject) : nlohmann::json()},
+                        {"outcome", r.error ? "error" : "ok"},
+                        {"error", r.error ? nlohmann::json(*r.error) : nlohmann::json()},
+                        {"prev", r.prev}};
+    const std::string expected = j.dump();
+    REQUIRE_MESSAGE(canonical_json(r) == expected, expected);
+  }
 }
