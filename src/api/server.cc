@@ -32,6 +32,16 @@ namespace net = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 
+// Each connection runs on its own strand, named by its concrete type rather than through
+// beast::tcp_stream's type-erased any_io_executor: every asynchronous operation copies its
+// executor a few times, and a type-erased copy of a strand (too big for any_executor's small
+// buffer) was a heap allocation each time, about 20 per request.
+using Strand = net::strand<net::io_context::executor_type>;
+using Stream = beast::basic_stream<tcp, Strand>;
+using Socket = net::basic_stream_socket<tcp, Strand>;
+using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
+                                        net::wait_traits<std::chrono::steady_clock>, Strand>;
+
 // Request ids only need to be unique, not secret: a per-thread PRNG keeps them off the HSM.
 std::string new_request_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -135,7 +145,7 @@ class Session : public Connection {
 
  protected:
   Derived& derived() { return static_cast<Derived&>(*this); }
-  beast::tcp_stream& lowest() { return beast::get_lowest_layer(derived().stream()); }
+  Stream& lowest() { return beast::get_lowest_layer(derived().stream()); }
 
   // Waits, up to the idle timeout, for the first byte of the next request; then reads the request
   // whole within the read timeout. Two timeouts: an idle keep-alive connection may wait long, a
@@ -167,7 +177,7 @@ class Session : public Connection {
       // tcp_stream's own timer covers only its own operations, not a wait on the raw socket, so
       // the idle timeout has a timer of its own, on the connection's strand, that cancels the wait.
       auto& socket = lowest().socket();
-      auto idle = std::make_shared<net::steady_timer>(socket.get_executor());
+      auto idle = std::make_shared<Timer>(socket.get_executor());
       idle->expires_after(state_->options.idle_timeout);
       idle->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
         if (!ec) {
@@ -175,7 +185,7 @@ class Session : public Connection {
           self->lowest().socket().cancel(ignored);
         }
       });
-      socket.async_wait(tcp::socket::wait_read,
+      socket.async_wait(Socket::wait_read,
                         [self = derived().shared_from_this(), idle](beast::error_code ec) {
                           idle->cancel();
                           if (!self->end_wait() || ec) return self->derived().do_close();
@@ -401,13 +411,13 @@ class PlainSession : public Session<PlainSession>,
                      public std::enable_shared_from_this<PlainSession> {
  public:
   static constexpr bool kCanWaitOnSocket = true;
-  PlainSession(tcp::socket&& socket, std::shared_ptr<State> state)
+  PlainSession(Socket&& socket, std::shared_ptr<State> state)
       : Session(std::move(state)), stream_(std::move(socket)) {}
   void run() { do_read(); }
-  beast::tcp_stream& stream() { return stream_; }
+  Stream& stream() { return stream_; }
   void do_close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().shutdown(Socket::shutdown_send, ec);
     if (!linger_ || ec) {
       stream_.socket().close(ec);
       return;
@@ -434,7 +444,7 @@ class PlainSession : public Session<PlainSession>,
                             });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   std::unique_ptr<std::array<char, 16 * 1024>> discard_;
   std::size_t discarded_ = 0;
 };
@@ -442,7 +452,7 @@ class PlainSession : public Session<PlainSession>,
 class TlsSession : public Session<TlsSession>, public std::enable_shared_from_this<TlsSession> {
  public:
   static constexpr bool kCanWaitOnSocket = false;
-  TlsSession(tcp::socket&& socket, ssl::context& ctx, std::shared_ptr<State> state)
+  TlsSession(Socket&& socket, ssl::context& ctx, std::shared_ptr<State> state)
       : Session(std::move(state)), stream_(std::move(socket), ctx) {}
 
   void run() {
@@ -454,7 +464,7 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
                               self->do_read();
                             });
   }
-  beast::ssl_stream<beast::tcp_stream>& stream() { return stream_; }
+  beast::ssl_stream<Stream>& stream() { return stream_; }
   void do_close() {
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
     stream_.async_shutdown(
@@ -466,7 +476,7 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
     beast::error_code ec;
     beast::get_lowest_layer(stream_).socket().close(ec);
   }
-  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::ssl_stream<Stream> stream_;
 };
 
 // At the connection limit: takes the connection that has waited longest for a request out of the
@@ -507,7 +517,7 @@ void accept_later(std::shared_ptr<State> state) {
 
 void do_accept(std::shared_ptr<State> state) {
   state->acceptor->async_accept(
-      net::make_strand(*state->ioc), [state](beast::error_code ec, tcp::socket socket) {
+      Strand(state->ioc->get_executor()), [state](beast::error_code ec, Socket socket) {
         if (state->stopping || ec == net::error::operation_aborted) return;
         if (ec == net::error::connection_aborted) return do_accept(state);  // gone before accept
         if (ec) {
