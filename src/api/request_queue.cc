@@ -2,16 +2,24 @@
 
 #include <utility>
 
+#include "kekd/common/thread_name.h"
+
 namespace kekd::api {
 
 RequestQueue::RequestQueue(std::size_t workers, std::chrono::milliseconds timeout)
     : timeout_(timeout) {
   workers_.reserve(workers);
   for (std::size_t i = 0; i < workers; ++i) {
-    workers_.emplace_back([this] { work(); });
+    workers_.emplace_back([this] {
+      name_this_thread("kekd-worker");
+      work();
+    });
   }
   if (timeout_.count() > 0) {
-    sweeper_ = std::thread([this] { sweep(); });
+    sweeper_ = std::thread([this] {
+      name_this_thread("kekd-queue");
+      sweep();
+    });
   }
 }
 

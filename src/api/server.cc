@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "kekd/common/thread_name.h"
 #include "request_queue.h"
 
 namespace kekd::api {
@@ -594,7 +595,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
   state->work.emplace(state->ioc->get_executor());
   do_accept(state);
   for (std::size_t i = 0; i < o.io_threads; ++i) {
-    state->io_threads.emplace_back([state] { state->ioc->run(); });
+    state->io_threads.emplace_back([state] {
+      name_this_thread("kekd-io");
+      state->ioc->run();
+    });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(state));
 }

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "kekd/common/thread_name.h"
+
 namespace kekd::audit {
 namespace {
 
@@ -68,8 +70,14 @@ AuditLog::AuditLog(store::AuditStore& store, hsm::Hsm& hsm, std::string signing_
       checkpoint_seq_(checkpoint_seq) {
   stats_.last_seq = head.seq;
   stats_.last_checkpoint_seq = checkpoint_seq;
-  writer_ = std::thread([this] { write_loop(); });
-  checkpointer_ = std::thread([this] { checkpoint_loop(); });
+  writer_ = std::thread([this] {
+    name_this_thread("kekd-audit");
+    write_loop();
+  });
+  checkpointer_ = std::thread([this] {
+    name_this_thread("kekd-checkpoint");
+    checkpoint_loop();
+  });
 }
 
 AuditLog::~AuditLog() {
