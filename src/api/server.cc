@@ -151,7 +151,8 @@ class Session : public Connection {
   // Waits, up to the idle timeout, for the first byte of the next request; then reads the request
   // whole within the read timeout. Two timeouts: an idle keep-alive connection may wait long, a
   // request that has started must arrive quickly (slow senders are cut off). While it waits, the
-  // connection holds no parser and an empty buffer, and may be reclaimed at the connection limit.
+  // connection holds no parser and at most kKeptBuffer bytes of (wiped) buffer, and may be
+  // reclaimed at the connection limit.
   void do_read() {
     if (state_->stopping) {
       return derived().do_close();
@@ -160,7 +161,10 @@ class Session : public Connection {
       return read_request();  // a pipelined request is already here
     }
     parser_.reset();
-    buffer_.shrink_to_fit();
+    // A buffer of an ordinary request's size is kept for the next one (it was wiped after the
+    // last): freeing and reallocating it per request was an allocation, a free and a zeroing of
+    // freed memory each time. Only one that grew for a large request is given back while waiting.
+    if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
     begin_wait();
     if constexpr (!Derived::kCanWaitOnSocket) {
       // TLS: the next request may already sit in the SSL stream's own buffers (a client often
@@ -397,6 +401,8 @@ class Session : public Connection {
 
   // What the first read of an idle TLS connection takes; the rest comes through the parser.
   static constexpr std::size_t kFirstRead = 512;
+  // The most read-buffer capacity an idle connection keeps (1000 idle connections: 4 MiB at most).
+  static constexpr std::size_t kKeptBuffer = 4096;
 
   std::shared_ptr<State> state_;
   beast::flat_buffer buffer_;
