@@ -1,13 +1,17 @@
 #include "request_queue.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "kekd/common/thread_name.h"
 
 namespace kekd::api {
 
+// A year is as good as forever here, and keeps now() + timeout far from overflowing.
+constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours(24 * 365);
+
 RequestQueue::RequestQueue(std::size_t workers, std::chrono::milliseconds timeout)
-    : timeout_(timeout) {
+    : timeout_(std::min(timeout, kLongestTimeout)) {
   workers_.reserve(workers);
   for (std::size_t i = 0; i < workers; ++i) {
     workers_.emplace_back([this] {
@@ -29,32 +33,36 @@ void RequestQueue::push(Job run, Job expire) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    queue_.push_back(
-        Entry{timeout_.count() > 0 ? Clock::now() + timeout_ : Clock::time_point::max(),
-              std::move(run), std::move(expire)});
+    queue_.push_back(Entry{deadline_from(Clock::now()), std::move(run), std::move(expire)});
   }
   // The sweeper is not told: it wakes at least every half timeout by itself (sweep()), so a
   // push costs one wake-up, a worker's.
   work_cv_.notify_one();
 }
 
+RequestQueue::Clock::time_point RequestQueue::deadline_from(Clock::time_point now) const {
+  return timeout_.count() > 0 ? now + timeout_ : Clock::time_point::max();
+}
+
 void RequestQueue::work() {
   for (;;) {
-    Job job;
+    Entry entry;
+    bool expired = false;
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      Entry& front = queue_.front();
-      if (Clock::now() >= front.deadline) {
-        job = std::move(front.expire);
-        ++expired_;
-      } else {
-        job = std::move(front.run);
-      }
+      entry = std::move(queue_.front());
       queue_.pop_front();
+      expired = Clock::now() >= entry.deadline;
+      if (expired) ++expired_;
     }
-    job();
+    // Run, and destroy both jobs' captures, outside the lock: a capture's destructor may push.
+    if (expired) {
+      entry.expire();
+    } else {
+      entry.run();
+    }
   }
 }
 
@@ -64,19 +72,21 @@ void RequestQueue::sweep() {
     // FIFO with one timeout: deadlines rise from front to back, so the front is the next to
     // expire. With the queue empty, a job pushed now expires a whole timeout from now: waking
     // every half timeout is early enough to then wait for its deadline precisely.
-    Clock::time_point wake = Clock::now() + timeout_ / 2;
+    // At least 1 ms: with a 1 ms timeout, half of it in whole milliseconds is 0, and the sweeper
+    // would spin.
+    Clock::time_point wake = Clock::now() + std::max(std::chrono::milliseconds(1), timeout_ / 2);
     if (!queue_.empty() && queue_.front().deadline < wake) wake = queue_.front().deadline;
     sweep_cv_.wait_until(lock, wake);
-    std::vector<Job> expired;
+    std::vector<Entry> expired;
     const Clock::time_point now = Clock::now();
     while (!stopping_ && !queue_.empty() && queue_.front().deadline <= now) {
-      expired.push_back(std::move(queue_.front().expire));
+      expired.push_back(std::move(queue_.front()));
       queue_.pop_front();
       ++expired_;
     }
     if (expired.empty()) continue;
     lock.unlock();
-    for (Job& job : expired) job();
+    for (Entry& entry : expired) entry.expire();
     expired.clear();  // the jobs' captures (connections, requests) are released outside the lock
     lock.lock();
   }

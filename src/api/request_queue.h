@@ -36,6 +36,8 @@ class RequestQueue {
   void push(Job run, Job expire);
 
   // Drops the jobs no worker has taken (destroying them unrun), then waits for the running ones.
+  // Called by one thread (HttpServer::stop, then the destructor), never from inside a job: a
+  // thread cannot join itself.
   void stop();
 
   std::uint64_t expired() const;
@@ -49,6 +51,7 @@ class RequestQueue {
 
   void work();
   void sweep();
+  Clock::time_point deadline_from(Clock::time_point now) const;
 
   const std::chrono::milliseconds timeout_;
   mutable std::mutex mu_;

@@ -151,3 +151,39 @@ TEST_CASE("RequestQueueStopDropsQueuedJobsAndWaitsForRunningOnes" *
   CHECK(ran.load() == 0);
   CHECK(expired.load() == 0);
 }
+
+TEST_CASE("RequestQueueWithAnEnormousOrTinyTimeoutStillRunsOrExpiresCorrectly" *
+          doctest::test_suite("concurrency")) {
+  {
+    // now() + timeout must not overflow into a deadline in the past (every job expired at once).
+    RequestQueue queue(1, std::chrono::milliseconds::max());
+    std::atomic<int> ran{0}, expired{0};
+    queue.push([&] { ran++; }, [&] { expired++; });
+    wait_for(ran, 1);
+    CHECK(ran.load() == 1);
+    CHECK(expired.load() == 0);
+  }
+  {
+    // Half of 1 ms in whole milliseconds is 0: the sweeper must still wait rather than spin,
+    // and every job must still run or expire exactly once. One worker, 2 ms per job: all but
+    // the first few wait longer than 1 ms, so some must expire.
+    RequestQueue queue(1, 1ms);
+    std::atomic<int> ran{0}, expired{0}, done{0};
+    for (int i = 0; i < 100; ++i) {
+      queue.push(
+          [&] {
+            std::this_thread::sleep_for(2ms);
+            ran++;
+            done++;
+          },
+          [&] {
+            expired++;
+            done++;
+          });
+    }
+    wait_for(done, 100);
+    CHECK(done.load() == 100);
+    CHECK(ran.load() + expired.load() == 100);
+    CHECK(expired.load() > 0);
+  }
+}
