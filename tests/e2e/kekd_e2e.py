@@ -151,6 +151,18 @@ level = "debug"
         with open(self.log_path) as f:
             return f.read()
 
+    # --- the PKCS#11 shim (tests/pkcs11_shim) ----------------------------------------------------
+    @property
+    def shim_control(self):
+        """The shim's control file: kekd started with KEKD_SHIM_CONTROL set to this path."""
+        return os.path.join(self.dir, "shim.control")
+
+    def write_shim_control(self, text):
+        """Replaces the shim's control file in one step (rename), as its README asks."""
+        with open(self.shim_control + ".new", "w") as f:
+            f.write(text)
+        os.replace(self.shim_control + ".new", self.shim_control)
+
     def close(self):
         if self.proc is not None:
             self.proc.kill()

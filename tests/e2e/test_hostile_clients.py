@@ -103,6 +103,17 @@ def wait_closed(sock, timeout):
                 return time.monotonic()
 
 
+def seconds_until_closed(socks, limit):
+    """For each (opened at, socket): seconds from opening until the peer closed it, or None if it
+    was still open `limit` seconds after opening. Closes every socket."""
+    waited = []
+    for opened, s in socks:
+        closed = wait_closed(s, opened + limit - time.monotonic())
+        waited.append(None if closed is None else closed - opened)
+        s.close()
+    return waited
+
+
 def error_of(body):
     """The JSON error envelope's code and message: a clear error is part of each check."""
     error = json.loads(body)["error"]
@@ -628,11 +639,7 @@ class HostileClients(E2ETest):
                 if i % 2:
                     s.sendall(hello[:len(hello) // 2])  # half a ClientHello
                 socks.append((time.monotonic(), s))
-            waited = []
-            for opened, s in socks:
-                closed = wait_closed(s, opened + READ_TIMEOUT + LATE - time.monotonic())
-                waited.append(None if closed is None else closed - opened)
-                s.close()
+            waited = seconds_until_closed(socks, READ_TIMEOUT + LATE)
             self.check_cut_off("silent or half ClientHello", waited, READ_TIMEOUT)
 
         def tls_connect():
@@ -645,11 +652,7 @@ class HostileClients(E2ETest):
                                 connect=tls_connect)
             self.check_cut_off("TLS slow headers", slow, READ_TIMEOUT)
             socks = [(time.monotonic(), tls_connect()) for _ in range(20)]
-            waited = []
-            for opened, s in socks:
-                closed = wait_closed(s, opened + IDLE_TIMEOUT + LATE - time.monotonic())
-                waited.append(None if closed is None else closed - opened)
-                s.close()
+            waited = seconds_until_closed(socks, IDLE_TIMEOUT + LATE)
             self.check_cut_off("TLS idle after handshake", waited, IDLE_TIMEOUT)
 
     # --- the test -----------------------------------------------------------------------------------

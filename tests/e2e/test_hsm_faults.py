@@ -39,11 +39,7 @@ class HsmFaults(E2ETest):
         self.assertTrue(SHIM and os.path.exists(SHIM), "KEKD_SHIM must name the built shim")
 
     def control(self, d, text):
-        """Replaces the shim's control file in one step (rename), as its README asks."""
-        path = os.path.join(d.dir, "shim.control")
-        with open(path + ".new", "w") as f:
-            f.write(text)
-        os.replace(path + ".new", path)
+        d.write_shim_control(text)
         time.sleep(0.2)  # the shim looks at the file every 50 ms
 
     def ready(self, d):
@@ -57,7 +53,7 @@ class HsmFaults(E2ETest):
         d.stop()
         use_shim(d)
         self.control(d, "")
-        d.start(env_extra={"KEKD_SHIM_CONTROL": os.path.join(d.dir, "shim.control")})
+        d.start(env_extra={"KEKD_SHIM_CONTROL": d.shim_control})
 
         answered = []  # (plaintext, status, body) of every wrap the load sent
         stop = threading.Event()

@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -71,13 +70,6 @@ class HsmHangs(E2ETest):
     def setUp(self):
         self.assertTrue(SHIM and os.path.exists(SHIM), "KEKD_SHIM must name the built shim")
 
-    def control(self, d, text):
-        """Replaces the shim's control file in one step (rename), as its README asks."""
-        path = os.path.join(d.dir, "shim.control")
-        with open(path + ".new", "w") as f:
-            f.write(text)
-        os.replace(path + ".new", path)
-
     def prepared(self, **kwargs):
         """A deployment with key "demo" and a client; then kekd is stopped and set up for the shim."""
         d = self.deployment()
@@ -93,11 +85,11 @@ class HsmHangs(E2ETest):
             seeds.append((plaintext, r.json()["ciphertext"]))
         d.stop()
         configure(d, **kwargs)
-        self.control(d, "")
+        d.write_shim_control("")
         return d, token, seeds
 
     def start(self, d, stats=None):
-        env = {"KEKD_SHIM_CONTROL": os.path.join(d.dir, "shim.control")}
+        env = {"KEKD_SHIM_CONTROL": d.shim_control}
         if stats:
             env["KEKD_SHIM_STATS"] = stats
         d.start(env_extra=env)
@@ -178,11 +170,11 @@ class HsmHangs(E2ETest):
             for name, rules in [("C_WrapKey+C_UnwrapKey", f"hang C_WrapKey {HANG_US}\nhang C_UnwrapKey {HANG_US}\n"),
                                 ("every call", f"hang * {HANG_US}\n")]:
                 start = time.monotonic() - t0
-                self.control(d, rules)
+                d.write_shim_control(rules)
                 time.sleep(4)
                 self.assertIsNone(d.proc.poll(), "kekd exited during the hang")
                 end = time.monotonic() - t0
-                self.control(d, "")
+                d.write_shim_control("")
                 recovered = end + ready_again_after(end)
                 phases.append((name, start, end, recovered))
                 time.sleep(1.5)  # served normally again
@@ -281,16 +273,21 @@ class HsmHangs(E2ETest):
             except (OSError, urllib.error.URLError) as e:
                 answers.append((0, repr(e)))
 
+        def sigterm_during_a_wrap_that_hangs(hang_us):
+            """Starts kekd, hangs C_WrapKey, sends one wrap, and SIGTERM while it is inside the
+            call. Returns kekd's exit status, how long it took to exit, and the client thread."""
+            self.start(d)
+            d.write_shim_control(f"hang C_WrapKey {hang_us}\n")
+            time.sleep(0.2)
+            t = threading.Thread(target=wrap)
+            t.start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            code = d.stop(timeout=30)
+            return code, time.monotonic() - started, t
+
         # A call that is slow but returns within the drain: the request is answered, kekd exits 0.
-        self.start(d)
-        self.control(d, "hang C_WrapKey 2000000\n")
-        time.sleep(0.2)
-        t = threading.Thread(target=wrap)
-        t.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        code = d.stop(timeout=30)
-        took = time.monotonic() - started
+        code, took, t = sigterm_during_a_wrap_that_hangs(2_000_000)
         t.join(30)
         print(f"\nSIGTERM during a 2 s call (drain 4 s): exit {code} after {took:.2f}s, answer {answers[0][0]}",
               file=sys.stderr)
@@ -300,16 +297,8 @@ class HsmHangs(E2ETest):
 
         # A call that does not return (60 s): kekd exits with status 3 at the bound, says why.
         configure(d, sessions=1, drain="1s")
-        self.control(d, "")
-        self.start(d)
-        self.control(d, "hang C_WrapKey 60000000\n")
-        time.sleep(0.2)
-        t = threading.Thread(target=wrap)
-        t.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        code = d.stop(timeout=30)
-        took = time.monotonic() - started
+        d.write_shim_control("")
+        code, took, t = sigterm_during_a_wrap_that_hangs(60_000_000)
         bound = 1 + STALL_S + 1  # drain_timeout + stall_threshold + 1 s
         print(f"SIGTERM during a call that does not return (drain 1 s, stall_threshold {STALL_S:.0f} s): "
               f"exit {code} after {took:.2f}s (bound {bound:.0f}s)", file=sys.stderr)
@@ -321,7 +310,7 @@ class HsmHangs(E2ETest):
         self.assertNotEqual(answers[1][0], 200)  # the connection was dropped: no answer, no wrong one
 
         # The next start is clean: ready, and wrapping works.
-        self.control(d, "")
+        d.write_shim_control("")
         self.start(d)
         r = d.request("POST", "/v1/keys/demo/wrap", {"plaintext": base64.b64encode(plaintext).decode()}, token=token)
         self.assertEqual(r.status, 200, r.body)
@@ -334,7 +323,7 @@ class HsmHangs(E2ETest):
         503 after acquire_timeout, in their own API's error format."""
         from kms_e2e import send, sign_kms, split_token
         self.start(d)
-        self.control(d, f"hang C_WrapKey {HANG_US}\n")
+        d.write_shim_control(f"hang C_WrapKey {HANG_US}\n")
         time.sleep(0.2)
         plaintext = os.urandom(32)
         held = []
@@ -358,7 +347,7 @@ class HsmHangs(E2ETest):
         self.assertError(native, 503, "unavailable")
         # The request that held the worker was only slow: it gets its right answer.
         self.assertEqual(held[0].status, 200, held[0].body)
-        self.control(d, "")
+        d.write_shim_control("")
         opened = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": held[0].json()["ciphertext"]}, token=token)
         self.assertEqual(base64.b64decode(opened.json()["plaintext"]), plaintext)
         m = metrics(d)
