@@ -93,7 +93,6 @@ struct HttpServer::State {
   std::vector<std::thread> io_threads;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};
-  std::atomic<std::uint64_t> queue_timeouts{0};
   // Connections waiting for the first byte of a request (a new one or a keep-alive one), in the
   // order they began to wait: at the connection limit the front one is closed to admit a new
   // connection. An entry whose connection is being destroyed may linger until its destructor
@@ -310,7 +309,6 @@ class Session : public Connection {
   }
 
   void answer_queue_timeout(const HttpRequest& request) {
-    state_->queue_timeouts++;
     HttpResponse response;
     try {
       response = state_->options.on_queue_timeout(request);
@@ -611,7 +609,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
 
 std::uint16_t HttpServer::port() const { return state_->port; }
 std::size_t HttpServer::open_connections() const { return state_->connections; }
-std::uint64_t HttpServer::queue_timeouts() const { return state_->queue_timeouts; }
+std::uint64_t HttpServer::queue_timeouts() const { return state_->workers->expired(); }
 
 HttpServer::ConnectionCounts HttpServer::connection_counts() const {
   return {state_->refused, state_->reclaimed, state_->accept_failures};
