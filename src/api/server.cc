@@ -80,7 +80,7 @@ const std::string& HttpRequest::header(const std::string& lower_name) const {
 struct HttpServer::State {
   ServerOptions options;
   Handler handler;
-  // A unique_ptr so that stop() can destroy it, and with it the pending handlers that own the
+  // A unique_ptr so that ~HttpServer can destroy it, and with it the pending handlers that own the
   // sessions (which own a shared_ptr to this State): otherwise that cycle would never be freed.
   std::unique_ptr<net::io_context> ioc = std::make_unique<net::io_context>();
   // Keeps the I/O threads running while requests are on the worker pool: such a request has no
@@ -636,12 +636,18 @@ void HttpServer::stop(std::chrono::milliseconds drain) {
   // gone, and each could block on an HSM that hangs. join() then waits only for the handlers that
   // are running; one stuck in an HSM call keeps it waiting (serve bounds that, serve_command.cc).
   state_->workers->stop();
+  // The io_context outlives stop(): a request whose handler finished after the drain may still
+  // hold its responder (the audit writer calls it once its record is durable, and the audit log is
+  // closed after this), and that responder posts to the io_context. Posted to a stopped one, the
+  // response is discarded with the connection when the destructor destroys the io_context.
+}
+
+HttpServer::~HttpServer() {
+  stop(std::chrono::milliseconds(0));
   // The acceptor belongs to the io_context and must go first; destroying the io_context then
   // destroys every pending handler, and with them the remaining sessions and their sockets.
   state_->acceptor.reset();
   state_->ioc.reset();
 }
-
-HttpServer::~HttpServer() { stop(std::chrono::milliseconds(0)); }
 
 }  // namespace kekd::api

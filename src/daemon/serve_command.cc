@@ -354,6 +354,8 @@ Status run_serve(const std::string& config_path) {
       spdlog::error("audit: the final checkpoint failed: {}", closed.error().to_string());
     }
   }
+  // Only now, with no audit callback left to answer a request, may the connections go.
+  server.reset();
   spdlog::info("stopped");
   return ok_status();
 }

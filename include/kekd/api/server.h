@@ -19,8 +19,8 @@
 //   a request or a TLS handshake, each bounded by read_timeout) is a new connection closed at once.
 // One connection holds at most one request and one response in memory: a client that pipelines
 // requests without reading the answers is read no further until it reads.
-// stop() stops accepting, lets in-flight requests finish (up to a drain timeout), then closes every
-// connection.
+// stop() stops accepting, lets in-flight requests finish (up to a drain timeout) and stops the I/O
+// threads; the destructor then closes every connection.
 #pragma once
 
 #include <chrono>
@@ -83,9 +83,10 @@ class HttpServer {
   };
   ConnectionCounts connection_counts() const;
 
-  // Stops accepting, waits for in-flight requests up to drain, then closes everything and drops
+  // Stops accepting, waits for in-flight requests up to drain, then stops the I/O threads and drops
   // requests that no worker has started. Returns once the running handlers have returned: one
-  // blocked in an HSM call that never returns blocks it too.
+  // blocked in an HSM call that never returns blocks it too. A responder called after stop() is
+  // harmless (its response is discarded); the connections close when the server is destroyed.
   void stop(std::chrono::milliseconds drain);
 
   struct State;
