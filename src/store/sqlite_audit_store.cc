@@ -18,6 +18,7 @@
 namespace kekd::store {
 
 using sqlite::Statement;
+using sqlite::StatementCache;
 using sqlite::Transaction;
 
 namespace {
@@ -61,17 +62,17 @@ Status check_batch(std::string_view prev, const std::vector<AuditRecordRow>& rec
   return ok_status();
 }
 
-Result<std::optional<AuditRecordRow>> select_last(sqlite3* db) {
+Result<std::optional<AuditRecordRow>> select_last(sqlite3* db, StatementCache& cache) {
   KEKD_ASSIGN_OR_RETURN(
-      Statement select,
-      Statement::prepare(db, "read last audit record",
-                         "SELECT seq, record, hash FROM audit_records ORDER BY seq DESC LIMIT 1"));
-  KEKD_ASSIGN_OR_RETURN(bool found, select.step());
+      StatementCache::Handle select,
+      cache.get(db, "read last audit record",
+                "SELECT seq, record, hash FROM audit_records ORDER BY seq DESC LIMIT 1"));
+  KEKD_ASSIGN_OR_RETURN(bool found, select->step());
   if (!found) {
     return std::optional<AuditRecordRow>();
   }
   return std::optional<AuditRecordRow>(
-      AuditRecordRow{select.integer(0), select.text(1), select.text(2)});
+      AuditRecordRow{select->integer(0), select->text(1), select->text(2)});
 }
 
 Result<std::optional<AuditCheckpointRow>> select_last_checkpoint(sqlite3* db) {
@@ -93,8 +94,9 @@ Status SqliteStore::append_audit(std::string_view prev,
                                  const std::vector<AuditRecordRow>& records) {
   KEKD_RETURN_IF_ERROR(check_batch(prev, records));
   std::lock_guard lock(mu_);
-  KEKD_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(db_));
-  KEKD_ASSIGN_OR_RETURN(std::optional<AuditRecordRow> last, select_last(db_));
+  // Every batch of the audit writer runs these same statements: they are prepared once.
+  KEKD_ASSIGN_OR_RETURN(Transaction tx, Transaction::begin(db_, *statements_));
+  KEKD_ASSIGN_OR_RETURN(std::optional<AuditRecordRow> last, select_last(db_, *statements_));
   const std::int64_t next = last ? last->seq + 1 : 1;
   const std::string_view head = last ? std::string_view(last->hash) : kAuditGenesisHash;
   if (records.front().seq != next || prev != head) {
@@ -105,13 +107,13 @@ Status SqliteStore::append_audit(std::string_view prev,
                      " (another writer moved it)");
   }
   KEKD_ASSIGN_OR_RETURN(
-      Statement insert,
-      Statement::prepare(db_, "append audit record",
-                         "INSERT INTO audit_records (seq, record, hash) VALUES (?1, ?2, ?3)"));
+      StatementCache::Handle insert,
+      statements_->get(db_, "append audit record",
+                       "INSERT INTO audit_records (seq, record, hash) VALUES (?1, ?2, ?3)"));
   for (const AuditRecordRow& r : records) {
-    KEKD_RETURN_IF_ERROR(insert.bind(r.seq, r.record, r.hash));
-    KEKD_RETURN_IF_ERROR(insert.run());
-    insert.reset();  // one prepare for the whole batch
+    KEKD_RETURN_IF_ERROR(insert->bind(r.seq, r.record, r.hash));
+    KEKD_RETURN_IF_ERROR(insert->run());
+    insert->reset();
   }
   return tx.commit();
 }
@@ -162,7 +164,7 @@ Status SqliteStore::append_audit_checkpoint(const AuditCheckpointRow& checkpoint
 
 Result<std::optional<AuditRecordRow>> SqliteStore::last_audit() {
   std::lock_guard lock(mu_);
-  return select_last(db_);
+  return select_last(db_, *statements_);
 }
 
 Result<std::optional<AuditCheckpointRow>> SqliteStore::last_audit_checkpoint() {

@@ -331,11 +331,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open_read_only(const std::stri
 
 int SqliteStore::current_schema_version() { return static_cast<int>(std::size(kMigrations)); }
 
-SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
+SqliteStore::SqliteStore(sqlite3* db)
+    : db_(db), statements_(std::make_unique<sqlite::StatementCache>()) {}
 
-// Every statement and transaction is owned by a scope that has ended, so nothing keeps the
-// connection busy; close_v2 would defer the close rather than leak if something did.
-SqliteStore::~SqliteStore() { sqlite3_close_v2(db_); }
+// The cached statements are finalized first; every other statement and transaction is owned by a
+// scope that has ended, so nothing keeps the connection busy; close_v2 would defer the close
+// rather than leak if something did.
+SqliteStore::~SqliteStore() {
+  statements_.reset();
+  sqlite3_close_v2(db_);
+}
 
 Result<std::vector<KeyRecord>> SqliteStore::list_keys() {
   std::lock_guard lock(mu_);

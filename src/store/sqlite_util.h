@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "kekd/common/bytes.h"
@@ -93,6 +94,24 @@ class Statement {
   // error of the last step, which step() already reported.
   void reset() { sqlite3_reset(stmt_.get()); }
 
+  // Prepared once to be run many times (StatementCache): SQLite keeps it off its lookaside.
+  static Result<Statement> prepare_persistent(sqlite3* db, std::string_view what,
+                                              std::string_view sql) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    if (rc != SQLITE_OK) {
+      return sqlite_error(db, rc, what);
+    }
+    return Statement(db, what, raw);
+  }
+
+  // Reset, and every binding back to NULL: a reused statement keeps no earlier request's values.
+  void clear() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+  }
+
   bool is_null(int column) { return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL; }
   std::int64_t integer(int column) { return sqlite3_column_int64(stmt_.get(), column); }
   std::string text(int column) {
@@ -135,6 +154,48 @@ class Statement {
   std::unique_ptr<sqlite3_stmt, StatementDeleter> stmt_;
 };
 
+// Statements prepared once per connection and reused, for the paths that run the same few
+// statements over and over (the audit writer's every batch): preparing parses and plans the SQL
+// each time. Keyed by the address of the SQL, which must be a string literal. Not thread-safe:
+// the store's mutex guards it with the connection.
+class StatementCache {
+ public:
+  // A cached statement in use: cleared (reset, bindings dropped) when the handle goes, so that an
+  // unfinished SELECT never holds a read transaction open between calls.
+  class Handle {
+   public:
+    explicit Handle(Statement& statement) : statement_(&statement) {}
+    Handle(Handle&& other) noexcept : statement_(std::exchange(other.statement_, nullptr)) {}
+    Handle& operator=(Handle&&) = delete;
+    ~Handle() {
+      if (statement_ != nullptr) statement_->clear();
+    }
+    Statement* operator->() const { return statement_; }
+    Statement& operator*() const { return *statement_; }
+
+   private:
+    Statement* statement_;
+  };
+
+  Result<Handle> get(sqlite3* db, std::string_view what, const char* sql) {
+    auto it = statements_.find(sql);
+    if (it == statements_.end()) {
+      KEKD_ASSIGN_OR_RETURN(Statement prepared, Statement::prepare_persistent(db, what, sql));
+      it = statements_.emplace(sql, std::move(prepared)).first;
+    }
+    return Handle(it->second);
+  }
+
+  // Runs a statement that returns no rows (BEGIN, COMMIT) from the cache.
+  Status run(sqlite3* db, std::string_view what, const char* sql) {
+    KEKD_ASSIGN_OR_RETURN(Handle statement, get(db, what, sql));
+    return statement->run();
+  }
+
+ private:
+  std::unordered_map<const char*, Statement> statements_;
+};
+
 // Fixed SQL only: the statements that take user data are prepared and bound.
 inline Status exec(sqlite3* db, std::string_view what, const char* sql) {
   int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
@@ -146,10 +207,16 @@ class Transaction {
  public:
   static Result<Transaction> begin(sqlite3* db) {
     KEKD_RETURN_IF_ERROR(exec(db, "begin transaction", "BEGIN IMMEDIATE"));
-    return Transaction(db);
+    return Transaction(db, nullptr);
+  }
+  // The same, with BEGIN and COMMIT from a statement cache (hot paths).
+  static Result<Transaction> begin(sqlite3* db, StatementCache& cache) {
+    KEKD_RETURN_IF_ERROR(cache.run(db, "begin transaction", "BEGIN IMMEDIATE"));
+    return Transaction(db, &cache);
   }
 
-  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction(Transaction&& other) noexcept
+      : db_(std::exchange(other.db_, nullptr)), cache_(other.cache_) {}
   Transaction& operator=(Transaction&&) = delete;
 
   ~Transaction() {
@@ -162,15 +229,17 @@ class Transaction {
   }
 
   Status commit() {
-    KEKD_RETURN_IF_ERROR(exec(db_, "commit", "COMMIT"));
+    KEKD_RETURN_IF_ERROR(cache_ != nullptr ? cache_->run(db_, "commit", "COMMIT")
+                                           : exec(db_, "commit", "COMMIT"));
     db_ = nullptr;
     return ok_status();
   }
 
  private:
-  explicit Transaction(sqlite3* db) : db_(db) {}
+  Transaction(sqlite3* db, StatementCache* cache) : db_(db), cache_(cache) {}
 
   sqlite3* db_;
+  StatementCache* cache_;
 };
 
 }  // namespace kekd::store::sqlite

@@ -20,6 +20,10 @@ struct sqlite3;
 
 namespace kekd::store {
 
+namespace sqlite {
+class StatementCache;
+}
+
 class SqliteStore final : public MetadataStore,
                           public CeremonyStore,
                           public ClientStore,
@@ -87,6 +91,8 @@ class SqliteStore final : public MetadataStore,
 
   std::mutex mu_;
   sqlite3* db_;
+  // The audit writer's statements, prepared once (src/store/sqlite_util.h); guarded by mu_.
+  std::unique_ptr<sqlite::StatementCache> statements_;
 };
 
 }  // namespace kekd::store

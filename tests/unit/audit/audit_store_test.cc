@@ -143,3 +143,34 @@ TEST_CASE("AuditStoreDataSurvivesReopening") {
   CHECK((*last)->hash == last_hash);
   CHECK((*f.store->last_audit_checkpoint())->seq == 12);
 }
+
+// The audit statements are prepared once and reused (sqlite_util.h, StatementCache). A reused
+// SELECT that found its row must still be reset after each call: otherwise it would hold a read
+// transaction open, and no other connection could ever truncate the write-ahead log.
+TEST_CASE("AuditStoreHoldsNoReadTransactionBetweenCalls") {
+  AuditFixture f;
+  const std::string genesis(store::kAuditGenesisHash);
+  require_ok(f.store->append_audit(genesis, {row(1, 'a'), row(2, 'b')}));
+  require_ok(f.store->append_audit(hash_of('b'), {row(3, 'c')}));
+  auto last = f.store->last_audit();
+  REQUIRE(last.ok());
+  REQUIRE(last->has_value());
+  CHECK((*last)->seq == 3);
+
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(f.db_path().c_str(), &other) == SQLITE_OK);
+  // A first read opens the write-ahead log on this connection; until then it has none to truncate.
+  REQUIRE(sqlite3_exec(other, "SELECT count(*) FROM audit_records", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
+  int log_frames = -1;
+  int checkpointed = -1;
+  int rc = sqlite3_wal_checkpoint_v2(other, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+                                     &checkpointed);
+  CHECK_MESSAGE(rc == SQLITE_OK, sqlite3_errmsg(other));
+  CHECK(log_frames == 0);
+  sqlite3_close(other);
+
+  // And the store goes on appending after another connection truncated its log.
+  require_ok(f.store->append_audit(hash_of('c'), {row(4, 'd')}));
+  CHECK((*f.store->last_audit())->seq == 4);
+}
