@@ -25,7 +25,8 @@
 #   BENCH_CONNECTIONS ["1 8 32 128"]  connections for single items
 #   BENCH_BATCH [100]               items per batch request
 #   BENCH_BATCH_CONNECTIONS [8]     connections for batches
-#   BENCH_SESSIONS [8]              hsm.sessions of kekd on SoftHSM (kekd's default; workers = it)
+#   BENCH_SESSIONS [2]              hsm.sessions of kekd on SoftHSM (workers = it); 2 is what
+#                                   docs/operations.md advises for a local software token
 #   BENCH_SHIM_SESSIONS [16]  BENCH_SHIM_CONNECTIONS [64]  BENCH_SHIM_DELAY_US [2000]
 #   BENCH_HEALTH_CONNECTIONS [4]    the concurrent health wrk of the shim runs
 #   BENCH_POPULATE_KEYS [100]  BENCH_POPULATE_VERSIONS [10]  (1000 KEK versions)
@@ -46,7 +47,7 @@ ops=${BENCH_OPS:-wrap unwrap datakey}
 connections=${BENCH_CONNECTIONS:-1 8 32 128}
 batch=${BENCH_BATCH:-100}
 batch_connections=${BENCH_BATCH_CONNECTIONS:-8}
-sessions=${BENCH_SESSIONS:-8}
+sessions=${BENCH_SESSIONS:-2}
 shim_sessions=${BENCH_SHIM_SESSIONS:-16}
 shim_connections=${BENCH_SHIM_CONNECTIONS:-64}
 shim_delay_us=${BENCH_SHIM_DELAY_US:-2000}
