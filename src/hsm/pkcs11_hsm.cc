@@ -8,9 +8,13 @@
 #include <botan/x509_key.h>
 
 #include <algorithm>
+#include <iterator>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "ck_result.h"
 #include "kek_template.h"
@@ -28,6 +32,26 @@ struct CkOutcome {
   const char* function = "";
   CkCall call = CkCall::kGeneral;
 };
+
+// What kek_handle found besides a handle: no object under the label, or one that is not a KEK.
+struct KekLookup {
+  bool missing = false;
+  std::string unfit;  // why the object is not a KEK kekd generated; empty if it is
+};
+
+// The error for a KEK lookup that found no usable key (nullopt if it found one).
+std::optional<Error> kek_refusal(const KekLookup& lookup, std::string_view label) {
+  if (lookup.missing) {
+    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  }
+  if (!lookup.unfit.empty()) {
+    return Error(Code::kInternal, "the token object labelled " + std::string(label) +
+                                      " is not a KEK that kekd generated (" + lookup.unfit +
+                                      "); kekd will not use it: see docs/operations.md, "
+                                      "\"A KEK that kekd refuses\"");
+  }
+  return std::nullopt;
+}
 
 CkOutcome failed(CK_RV rv, const char* function, CkCall call = CkCall::kGeneral) {
   return CkOutcome{rv, function, call};
@@ -113,6 +137,7 @@ struct Pkcs11Hsm::Impl {
 
   std::shared_mutex handles_mu;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles;
+  bool require_generated_keks = true;
 
   CK_FUNCTION_LIST* fn() const { return module->fn(); }
 
@@ -128,10 +153,11 @@ struct Pkcs11Hsm::Impl {
 
   // The KEK's object handle, through a cache: handles of token objects stay valid while the
   // module is initialised, and a C_FindObjects per wrap would cost more than the wrap.
-  // Sets *missing (and returns CKR_OK) when no such KEK is in the token.
+  // Sets found.missing when no such KEK is in the token, and found.unfit when the object under
+  // the label is not one kekd could have generated (returning CKR_OK for both).
   CkOutcome kek_handle(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
-                       bool& missing) {
-    missing = false;
+                       KekLookup& lookup) {
+    lookup = KekLookup{};
     {
       std::shared_lock lock(handles_mu);
       auto it = handles.find(std::string(label));
@@ -147,12 +173,66 @@ struct Pkcs11Hsm::Impl {
     }
     if (found.size() != 1) {
       // Zero is a missing KEK; several would make the label ambiguous, which kekd never creates.
-      missing = true;
+      lookup.missing = true;
       return {};
+    }
+    // Checked once, before the handle is cached: the check costs a C_GetAttributeValue, and a
+    // token object's attributes that matter here can never change back (PKCS#11 lets
+    // CKA_EXTRACTABLE go only from true to false, CKA_SENSITIVE only from false to true).
+    outcome = check_kek(session, found.front(), lookup.unfit);
+    if (outcome.rv != CKR_OK || !lookup.unfit.empty()) {
+      return outcome;
     }
     out = found.front();
     std::unique_lock lock(handles_mu);
     handles.emplace(std::string(label), out);
+    return {};
+  }
+
+  // Why the object is not a KEK that kekd generated, or nothing. CKA_ALWAYS_SENSITIVE and
+  // CKA_NEVER_EXTRACTABLE are set by the token itself, and only a key generated inside it and never
+  // extractable has both: an object that someone with the PIN imported under a KEK's label, with
+  // a value they know, fails them, and kekd will not wrap with it (docs/security.md, G2).
+  CkOutcome check_kek(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, std::string& unfit) {
+    CK_OBJECT_CLASS object_class = 0;
+    CK_KEY_TYPE key_type = 0;
+    CK_ULONG value_len = 0;
+    CK_BBOOL token = CK_FALSE, sensitive = CK_FALSE, extractable = CK_TRUE;
+    CK_BBOOL always_sensitive = CK_FALSE, never_extractable = CK_FALSE;
+    CK_ATTRIBUTE attrs[] = {
+        {CKA_CLASS, &object_class, sizeof object_class},
+        {CKA_KEY_TYPE, &key_type, sizeof key_type},
+        {CKA_VALUE_LEN, &value_len, sizeof value_len},
+        {CKA_TOKEN, &token, sizeof token},
+        {CKA_SENSITIVE, &sensitive, sizeof sensitive},
+        {CKA_EXTRACTABLE, &extractable, sizeof extractable},
+        {CKA_ALWAYS_SENSITIVE, &always_sensitive, sizeof always_sensitive},
+        {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof never_extractable},
+    };
+    CK_RV rv = fn()->C_GetAttributeValue(session, object, attrs, std::size(attrs));
+    // An attribute the object does not have (not a secret key, say) is a finding, not a failure.
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID) {
+      return failed(rv, "C_GetAttributeValue");
+    }
+    std::vector<std::string> wrong;
+    auto has = [](const CK_ATTRIBUTE& a) { return a.ulValueLen != CK_UNAVAILABLE_INFORMATION; };
+    if (!has(attrs[0]) || object_class != CKO_SECRET_KEY) wrong.push_back("not a secret key");
+    if (!has(attrs[1]) || key_type != CKK_AES) wrong.push_back("not an AES key");
+    if (!has(attrs[2]) || value_len != 32) wrong.push_back("not 32 bytes long");
+    if (!has(attrs[3]) || token != CK_TRUE) wrong.push_back("not a token object");
+    if (require_generated_keks) {
+      if (!has(attrs[4]) || sensitive != CK_TRUE) wrong.push_back("CKA_SENSITIVE is false");
+      if (!has(attrs[5]) || extractable != CK_FALSE) wrong.push_back("CKA_EXTRACTABLE is true");
+      if (!has(attrs[6]) || always_sensitive != CK_TRUE) {
+        wrong.push_back("CKA_ALWAYS_SENSITIVE is false");
+      }
+      if (!has(attrs[7]) || never_extractable != CK_TRUE) {
+        wrong.push_back("CKA_NEVER_EXTRACTABLE is false (imported, or once extractable)");
+      }
+    }
+    for (const std::string& w : wrong) {
+      unfit += (unfit.empty() ? "" : ", ") + w;
+    }
     return {};
   }
 
@@ -221,6 +301,7 @@ Status Pkcs11Hsm::heal() { return impl_->pool->reopen_broken(); }
 
 Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
   auto impl = std::make_unique<Impl>();
+  impl->require_generated_keks = config.require_generated_keks;
   KEKD_ASSIGN_OR_RETURN(impl->module, Module::load(config.module_path));
   KEKD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, impl->module->find_token(config.token_label));
   SessionPool::Options options;
@@ -300,11 +381,11 @@ Result<Bytes> Pkcs11Hsm::wrap(std::string_view label, ByteView payload) {
     return Error(Code::kInvalidArgument, "a payload to wrap must be a multiple of 8 bytes, >= 16");
   }
   Bytes wrapped;
-  bool missing = false;
+  KekLookup lookup;
   Status status = impl_->run([&](CK_SESSION_HANDLE session) {
     CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
-    CkOutcome outcome = impl_->kek_handle(session, label, kek, missing);
-    if (outcome.rv != CKR_OK || missing) {
+    CkOutcome outcome = impl_->kek_handle(session, label, kek, lookup);
+    if (outcome.rv != CKR_OK || lookup.missing || !lookup.unfit.empty()) {
       return outcome;
     }
     AttributeTemplate object_template = payload_object_template(payload);
@@ -326,19 +407,19 @@ Result<Bytes> Pkcs11Hsm::wrap(std::string_view label, ByteView payload) {
     return CkOutcome{};
   });
   KEKD_RETURN_IF_ERROR(status);
-  if (missing) {
-    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  if (std::optional<Error> refused = kek_refusal(lookup, label)) {
+    return *refused;
   }
   return wrapped;
 }
 
 Result<SecretBytes> Pkcs11Hsm::unwrap(std::string_view label, ByteView wrapped) {
   SecretBytes payload;
-  bool missing = false;
+  KekLookup lookup;
   Status status = impl_->run([&](CK_SESSION_HANDLE session) {
     CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
-    CkOutcome outcome = impl_->kek_handle(session, label, kek, missing);
-    if (outcome.rv != CKR_OK || missing) {
+    CkOutcome outcome = impl_->kek_handle(session, label, kek, lookup);
+    if (outcome.rv != CKR_OK || lookup.missing || !lookup.unfit.empty()) {
       return outcome;
     }
     AttributeTemplate object_template = unwrapped_payload_template();
@@ -354,8 +435,8 @@ Result<SecretBytes> Pkcs11Hsm::unwrap(std::string_view label, ByteView wrapped) 
     return read_attribute(impl_->fn(), session, object, CKA_VALUE, payload);
   });
   KEKD_RETURN_IF_ERROR(status);
-  if (missing) {
-    return Error(Code::kNotFound, "no key labelled " + std::string(label) + " in the token");
+  if (std::optional<Error> refused = kek_refusal(lookup, label)) {
+    return *refused;
   }
   return payload;
 }

@@ -30,6 +30,10 @@ struct Pkcs11Config {
   std::chrono::milliseconds acquire_timeout{2000};
   // A session held longer than this is a stuck HSM call: healthy() is false until it returns.
   std::chrono::milliseconds stall_threshold{2000};
+  // A KEK must have been generated in the token and never been extractable (CKA_ALWAYS_SENSITIVE,
+  // CKA_NEVER_EXTRACTABLE), or wrap and unwrap refuse it. Off only in the RFC 5649 oracle test,
+  // which needs a KEK of known value; kekd never turns it off, and kekd.toml cannot.
+  bool require_generated_keks = true;
 };
 
 // The session pool as readiness and /metrics see it.
