@@ -77,7 +77,8 @@ CK_OBJECT_HANDLE RawSession::generate_session_aes_key() {
   return key;
 }
 
-CK_OBJECT_HANDLE RawSession::import_known_aes_key(const std::string& label, ByteView value) {
+CK_OBJECT_HANDLE RawSession::import_known_aes_key(const std::string& label, ByteView value,
+                                                  bool locked_down) {
   hsm::AttributeTemplate t;
   t.set_ulong(CKA_CLASS, CKO_SECRET_KEY)
       .set_ulong(CKA_KEY_TYPE, CKK_AES)
@@ -85,8 +86,8 @@ CK_OBJECT_HANDLE RawSession::import_known_aes_key(const std::string& label, Byte
       .set_bool(CKA_PRIVATE, true)
       .set_bool(CKA_WRAP, true)
       .set_bool(CKA_UNWRAP, true)
-      .set_bool(CKA_EXTRACTABLE, true)
-      .set_bool(CKA_SENSITIVE, false)
+      .set_bool(CKA_EXTRACTABLE, !locked_down)
+      .set_bool(CKA_SENSITIVE, locked_down)
       .set_bytes(CKA_LABEL,
                  ByteView(reinterpret_cast<const std::uint8_t*>(label.data()), label.size()))
       .set_bytes(CKA_VALUE, value);

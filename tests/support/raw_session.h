@@ -31,8 +31,11 @@ class RawSession {
 
   // A session AES-256 key that may wrap and be wrapped, as a foil for the KEK.
   CK_OBJECT_HANDLE generate_session_aes_key();
-  // A token AES-256 key of known value, extractable: only for the RFC 5649 oracle test.
-  CK_OBJECT_HANDLE import_known_aes_key(const std::string& label, ByteView value);
+  // A token AES-256 key of known value, extractable: only for the RFC 5649 oracle test, and as
+  // an imposter under a KEK's label (with locked_down, sensitive and non-extractable from the
+  // start: kek_identity_test.cc).
+  CK_OBJECT_HANDLE import_known_aes_key(const std::string& label, ByteView value,
+                                        bool locked_down = false);
   // A transient generic secret holding payload, as the adapter makes for C_WrapKey.
   CK_OBJECT_HANDLE create_payload_object(ByteView payload);
 

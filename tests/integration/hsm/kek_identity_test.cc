@@ -22,25 +22,6 @@ struct Fixture {
   RawSession raw{*hsm};
   Bytes payload = Bytes(40, 0x42);
 
-  // An AES-256 token key of a value the caller knows, created with C_CreateObject. With
-  // locked_down, it is as sensitive and non-extractable as a KEK from the moment it exists.
-  void import_key(const std::string& label, bool locked_down) {
-    hsm::AttributeTemplate t;
-    t.set_ulong(CKA_CLASS, CKO_SECRET_KEY)
-        .set_ulong(CKA_KEY_TYPE, CKK_AES)
-        .set_bool(CKA_TOKEN, true)
-        .set_bool(CKA_PRIVATE, true)
-        .set_bool(CKA_WRAP, true)
-        .set_bool(CKA_UNWRAP, true)
-        .set_bool(CKA_SENSITIVE, locked_down)
-        .set_bool(CKA_EXTRACTABLE, !locked_down)
-        .set_bytes(CKA_LABEL,
-                   ByteView(reinterpret_cast<const std::uint8_t*>(label.data()), label.size()))
-        .set_bytes(CKA_VALUE, Bytes(32, 0x11));
-    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-    REQUIRE(raw.fn()->C_CreateObject(raw.handle(), t.data(), t.size(), &key) == CKR_OK);
-  }
-
   void check_refused(const Status& status, const std::string& reason) {
     REQUIRE_FALSE(status.ok());
     CHECK(status.error().code() == Code::kInternal);
@@ -58,7 +39,7 @@ Status status_of(const Result<SecretBytes>& r) { return r.ok() ? ok_status() : S
 }  // namespace
 
 TEST_CASE_FIXTURE(Fixture, "KekdRefusesAnExtractableKeyOfKnownValueUnderAKekLabel") {
-  import_key("kekd:payments:1", false);
+  raw.import_known_aes_key("kekd:payments:1", Bytes(32, 0x11));
   check_refused(status_of(hsm->wrap("kekd:payments:1", payload)), "CKA_EXTRACTABLE is true");
   check_refused(status_of(hsm->unwrap("kekd:payments:1", Bytes(48, 0x01))),
                 "CKA_NEVER_EXTRACTABLE is false");
@@ -76,7 +57,7 @@ TEST_CASE_FIXTURE(Fixture, "KekdRefusesAnExtractableKeyOfKnownValueUnderAKekLabe
 
 TEST_CASE_FIXTURE(Fixture, "KekdRefusesAnImportedKeyEvenIfSensitiveAndNonExtractable") {
   // Locked down after the fact is not enough: its value was known when it was imported.
-  import_key("kekd:payments:1", true);
+  raw.import_known_aes_key("kekd:payments:1", Bytes(32, 0x11), /*locked_down=*/true);
   check_refused(status_of(hsm->wrap("kekd:payments:1", payload)), "CKA_ALWAYS_SENSITIVE is false");
   check_refused(status_of(hsm->wrap("kekd:payments:1", payload)), "CKA_NEVER_EXTRACTABLE is false");
 }
