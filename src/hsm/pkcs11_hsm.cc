@@ -189,16 +189,18 @@ struct Pkcs11Hsm::Impl {
     return {};
   }
 
-  // Why the object is not a KEK that kekd generated, or nothing. CKA_ALWAYS_SENSITIVE and
-  // CKA_NEVER_EXTRACTABLE are set by the token itself, and only a key generated inside it and never
-  // extractable has both: an object that someone with the PIN imported under a KEK's label, with
-  // a value they know, fails them, and kekd will not wrap with it (docs/security.md, G2).
+  // Why the object is not a KEK that kekd generated, or nothing. The token alone sets
+  // CKA_LOCAL, CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE. CKA_LOCAL is true only for a key
+  // generated inside it (C_GenerateKey) or a copy of one, so it refuses what someone with the PIN
+  // imported, unwrapped or derived under a KEK's label (a derived key inherits the other two from
+  // its base key, and its value can be known: AES-ECB-encrypt-data of known data). The other two
+  // refuse a generated key that was ever sensitive-free or extractable (docs/security.md, G2).
   CkOutcome check_kek(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, std::string& unfit) {
     CK_OBJECT_CLASS object_class = 0;
     CK_KEY_TYPE key_type = 0;
     CK_ULONG value_len = 0;
     CK_BBOOL token = CK_FALSE, sensitive = CK_FALSE, extractable = CK_TRUE;
-    CK_BBOOL always_sensitive = CK_FALSE, never_extractable = CK_FALSE;
+    CK_BBOOL always_sensitive = CK_FALSE, never_extractable = CK_FALSE, local = CK_FALSE;
     CK_ATTRIBUTE attrs[] = {
         {CKA_CLASS, &object_class, sizeof object_class},
         {CKA_KEY_TYPE, &key_type, sizeof key_type},
@@ -208,6 +210,7 @@ struct Pkcs11Hsm::Impl {
         {CKA_EXTRACTABLE, &extractable, sizeof extractable},
         {CKA_ALWAYS_SENSITIVE, &always_sensitive, sizeof always_sensitive},
         {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof never_extractable},
+        {CKA_LOCAL, &local, sizeof local},
     };
     CK_RV rv = fn()->C_GetAttributeValue(session, object, attrs, std::size(attrs));
     // An attribute the object does not have (not a secret key, say) is a finding, not a failure.
@@ -227,7 +230,12 @@ struct Pkcs11Hsm::Impl {
         wrong.push_back("CKA_ALWAYS_SENSITIVE is false");
       }
       if (!has(attrs[7]) || never_extractable != CK_TRUE) {
-        wrong.push_back("CKA_NEVER_EXTRACTABLE is false (imported, or once extractable)");
+        wrong.push_back("CKA_NEVER_EXTRACTABLE is false");
+      }
+      if (!has(attrs[8]) || local != CK_TRUE) {
+        wrong.push_back(
+            "CKA_LOCAL is false (not generated in the token: imported, unwrapped or "
+            "derived)");
       }
     }
     for (const std::string& w : wrong) {
