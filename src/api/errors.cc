@@ -1,5 +1,6 @@
 #include "errors.h"
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 namespace kekd::api {
@@ -47,11 +48,23 @@ ErrorFaces faces(Code code) {
 
 int http_status(Code code) { return faces(code).status; }
 
+std::string client_message(const Error& error, std::string_view request_id) {
+  if (error.code() != Code::kInternal) {
+    return error.message();
+  }
+  // kekd's own messages never quote a secret (docs/secret-hygiene.md), so the detail may be logged.
+  if (request_id.empty()) {
+    spdlog::error("internal error: {}", error.message());
+  } else {
+    spdlog::error("internal error, request id={}: {}", request_id, error.message());
+  }
+  return "internal error";
+}
+
 HttpResponse error_response(const Error& error, const std::string& request_id) {
   HttpResponse response;
   response.status = http_status(error.code());
-  // An internal error's detail is for the log, not for the client.
-  std::string message = error.code() == Code::kInternal ? "internal error" : error.message();
+  std::string message = client_message(error, request_id);
   nlohmann::json body = {{"error",
                           {{"code", std::string(code_name(error.code()))},
                            {"message", message},

@@ -4,6 +4,7 @@
 // never from a message's text.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "kekd/api/http_message.h"
@@ -21,5 +22,10 @@ ErrorFaces faces(Code code);
 
 int http_status(Code code);
 HttpResponse error_response(const Error& error, const std::string& request_id);
+
+// The message a client sees for error. An internal error's detail is for the operator, not the
+// client: the client gets "internal error", and the detail goes to the log at error level (with
+// request_id when there is one), so that a 500 can always be explained.
+std::string client_message(const Error& error, std::string_view request_id = {});
 
 }  // namespace kekd::api

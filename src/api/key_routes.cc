@@ -137,8 +137,7 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
       if (r.ok()) {
         results.push_back(std::move(*r));
       } else {
-        std::string message =
-            r.error().code() == Code::kInternal ? "internal error" : r.error().message();
+        std::string message = client_message(r.error(), c.request.request_id);
         results.push_back(
             {{"error",
               {{"code", std::string(code_name(r.error().code()))}, {"message", message}}}});

@@ -8,8 +8,7 @@ namespace kekd::api::kms {
 
 KmsError::KmsError(const Error& error)
     : type(faces(error.code()).kms_type),
-      // An internal error's detail is for the log, not for the client.
-      message(error.code() == Code::kInternal ? "internal error" : error.message()),
+      message(client_message(error)),
       status(faces(error.code()).kms_status),
       code(error.code()) {}
 
