@@ -632,6 +632,11 @@ void HttpServer::stop(std::chrono::milliseconds drain) {
   for (auto& t : state_->io_threads) {
     if (t.joinable()) t.join();
   }
+  // The close posted above may not have run if the I/O threads stopped first. No thread runs the
+  // io_context now, so close the acceptor here: a new client is refused from now on rather than
+  // left waiting until the destructor.
+  beast::error_code ignored;
+  state_->acceptor->close(ignored);
   // Requests still queued after the drain are dropped rather than run: their connections are
   // gone, and each could block on an HSM that hangs. join() then waits only for the handlers that
   // are running; one stuck in an HSM call keeps it waiting (serve bounds that, serve_command.cc).
