@@ -105,7 +105,7 @@ const std::string kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 }  // namespace
 
-TEST_CASE("ServerReclaimsTheOldestIdleConnectionAtTheLimit") {
+TEST_CASE("ServerReclaimsTheOldestIdleConnectionAtTheLimit" * doctest::test_suite("concurrency")) {
   auto server = start_server(3);
   Client a(server->port());
   wait_for_connections(*server, 1);
@@ -135,7 +135,8 @@ TEST_CASE("ServerReclaimsTheOldestIdleConnectionAtTheLimit") {
   server->stop(1s);
 }
 
-TEST_CASE("ServerRefusesANewConnectionWhenEveryOneIsInARequest") {
+TEST_CASE("ServerRefusesANewConnectionWhenEveryOneIsInARequest" *
+          doctest::test_suite("concurrency")) {
   auto server = start_server(2);
   Client a(server->port());
   Client b(server->port());
@@ -161,7 +162,7 @@ TEST_CASE("ServerRefusesANewConnectionWhenEveryOneIsInARequest") {
 // kekd's audit writer answers a request once its record is durable, and the audit log is closed
 // after the server has stopped: a responder may be called after stop(), when the drain has given
 // up on it. That must be harmless (ASan checks it: the io_context it posts to still exists).
-TEST_CASE("ServerTakesAResponseAfterStopWithoutHarm") {
+TEST_CASE("ServerTakesAResponseAfterStopWithoutHarm" * doctest::test_suite("concurrency")) {
   std::mutex mu;
   std::optional<Responder> held;
   ServerOptions o;
