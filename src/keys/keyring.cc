@@ -233,10 +233,23 @@ Result<KeyInfo> Keyring::apply(LifecycleMandate mandate) {
 
 Status Keyring::generate_or_adopt(const LifecycleMandate& mandate, const std::string& label) {
   Status generated = hsm_.generate_kek(label);
+  if (generated.ok()) {
+    return ok_status();
+  }
   // Only this ceremony acts on this key (one ceremony per key at a time), so an object with
-  // the label it would generate is what its own interrupted attempt generated.
-  if (!generated.ok() && !(mandate.resume() && generated.error().code() == Code::kAlreadyExists)) {
+  // the label it would generate should be what its own interrupted attempt generated.
+  if (!(mandate.resume() && generated.error().code() == Code::kAlreadyExists)) {
     return generated;
+  }
+  // Before the store records an adopted object as a KEK, it must be one: one wrap runs the HSM
+  // layer's check that the token generated the object and never let it out (a key planted under the
+  // label by someone with the PIN fails it), and shows the object works. The probe's input is
+  // fixed and its output discarded: nothing secret goes in or comes out.
+  static const Bytes kProbe(16, 0);
+  if (Result<Bytes> probe = hsm_.wrap(label, kProbe); !probe.ok()) {
+    return Error(probe.error().code(),
+                 "the token object left under " + label +
+                     " by the interrupted attempt cannot be adopted: " + probe.error().message());
   }
   return ok_status();
 }

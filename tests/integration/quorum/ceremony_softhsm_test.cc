@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "kekd/quorum/ceremony_service.h"
+#include "support/raw_session.h"
 #include "support/token_fixture.h"
 #include "unit/quorum/service_fixture.h"
 
@@ -77,4 +78,38 @@ TEST_CASE("ReconcileAdoptsTokenObjectLeftByCrashBeforeStoreCommit") {
   CHECK(q.service->get(c.id())->state == CeremonyState::kExecuted);
   CHECK(*hsm->find_keks("kekd:") == std::vector<std::string>{"kekd:payments:1"});
   CHECK(q.h.keyring().wrap("payments", pattern_bytes(16, 1), {}).ok());
+}
+
+// The interrupted attempt's object is adopted only if it is a KEK the token generated: a key of
+// known value planted under the label (by someone with the PIN, between the crash and the
+// restart) fails the ceremony, and the store never records it.
+TEST_CASE("ReconcileRefusesToAdoptAPlantedKeyAndTheCeremonyFails") {
+  TokenFixture token;
+  std::unique_ptr<hsm::Pkcs11Hsm> hsm = token.open_hsm(2);
+  QuorumHarness q(*hsm);
+  Ceremony c = q.propose({.action = "create-key", .key = "payments"});
+  q.approve_without_executing(c, {"alice", "carol"});
+  RawSession raw{*hsm};
+  raw.import_known_aes_key("kekd:payments:1", Bytes(32, 0x11), /*locked_down=*/true);
+
+  REQUIRE(q.service->reconcile().ok());
+  Result<Ceremony> failed = q.service->get(c.id());
+  REQUIRE(failed.ok());
+  CHECK(failed->state == CeremonyState::kFailed);
+  REQUIRE(failed->result);
+  CHECK(failed->result->find("kekd:payments:1 by the interrupted attempt cannot be adopted") !=
+        std::string::npos);
+  CHECK(failed->result->find("CKA_LOCAL is false") != std::string::npos);
+  CHECK_FALSE(q.h.keyring().describe("payments").ok());
+  // The planted object stays for investigation (docs/operations.md).
+  CHECK(*hsm->find_keks("kekd:") == std::vector<std::string>{"kekd:payments:1"});
+
+  // The positive control: on the same token, a ceremony whose object the token generated is
+  // adopted and its key works.
+  Ceremony other = q.propose({.action = "create-key", .key = "orders"});
+  q.approve_without_executing(other, {"alice", "bob"});
+  REQUIRE(hsm->generate_kek("kekd:orders:1").ok());
+  REQUIRE(q.service->reconcile().ok());
+  CHECK(q.service->get(other.id())->state == CeremonyState::kExecuted);
+  CHECK(q.h.keyring().wrap("orders", pattern_bytes(16, 1), {}).ok());
 }
