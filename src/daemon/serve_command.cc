@@ -314,6 +314,15 @@ Status run_serve(const std::string& config_path) {
               respond(std::move(response));
             });
           }));
+  // The audit writer holds responders until their records are durable, so the audit log must be
+  // closed before the server is destroyed. The explicit close below does that on the way out; this
+  // does it if anything throws first (the unique_ptrs would destroy the server before the log).
+  struct CloseAuditLogFirst {
+    audit::AuditLog* log;
+    ~CloseAuditLogFirst() {
+      if (log != nullptr) (void)log->close();
+    }
+  } close_audit_log_first{audit_log.get()};
   metrics.add_gauge("kekd_open_connections", "Open client connections.",
                     [&] { return static_cast<double>(server->open_connections()); });
   metrics.add_counter("kekd_http_queue_timeouts_total",

@@ -61,6 +61,8 @@ struct ServerOptions {
 
 // Answers a request by calling the responder exactly once, from any thread, now or later (when
 // the request's audit records are durable): the worker that ran the handler is free meanwhile.
+// A responder holds its connection, whose socket belongs to the server's io_context: every
+// responder must be called or destroyed before the server is (stop() first is enough for calling).
 using Responder = std::function<void(HttpResponse)>;
 using Handler = std::function<void(const HttpRequest&, Responder)>;
 
