@@ -129,6 +129,27 @@ CkOutcome read_attribute(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, CK_OBJ
   return {};
 }
 
+// Reads an attribute whose length is at most `bound` in one call: a buffer that is large enough
+// gets the value and its exact length (PKCS#11 v2.40, C_GetAttributeValue). An unwrapped payload
+// is always shorter than its wrapping, so unwrap saves the length query of read_attribute, one of
+// its four calls. A module that answers CKR_BUFFER_TOO_SMALL anyway gets the two-call convention.
+template <typename Buffer>
+CkOutcome read_bounded_attribute(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
+                                 CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, std::size_t bound,
+                                 Buffer& out) {
+  out.resize(bound);
+  CK_ATTRIBUTE attr{type, out.data(), static_cast<CK_ULONG>(out.size())};
+  CK_RV rv = fn->C_GetAttributeValue(session, object, &attr, 1);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    return read_attribute(fn, session, object, type, out);
+  }
+  if (rv != CKR_OK) {
+    return failed(rv, "C_GetAttributeValue");
+  }
+  out.resize(attr.ulValueLen);
+  return {};
+}
+
 }  // namespace
 
 struct Pkcs11Hsm::Impl {
@@ -440,7 +461,9 @@ Result<SecretBytes> Pkcs11Hsm::unwrap(std::string_view label, ByteView wrapped) 
       return failed(rv, "C_UnwrapKey", CkCall::kUnwrap);
     }
     ObjectGuard guard(impl_->fn(), session, object);
-    return read_attribute(impl_->fn(), session, object, CKA_VALUE, payload);
+    // RFC 5649: the wrapping is the padded payload plus an 8-byte integrity block.
+    return read_bounded_attribute(impl_->fn(), session, object, CKA_VALUE, wrapped.size() - 8,
+                                  payload);
   });
   KEKD_RETURN_IF_ERROR(status);
   if (std::optional<Error> refused = kek_refusal(lookup, label)) {

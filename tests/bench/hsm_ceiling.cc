@@ -5,8 +5,8 @@
 //
 //   wrap     C_CreateObject (session secret from the inner payload) + C_WrapKey
 //            (CKM_AES_KEY_WRAP_PAD) + C_DestroyObject
-//   unwrap   C_UnwrapKey + C_GetAttributeValue(CKA_VALUE) twice (length, then value) +
-//            C_DestroyObject
+//   unwrap   C_UnwrapKey + C_GetAttributeValue(CKA_VALUE) once, into a buffer of the wrapping's
+//            length less 8 (the most the payload can be) + C_DestroyObject
 //   datakey  C_GenerateRandom(DEK) + the three calls of wrap (kekd never uses C_GenerateKey here)
 //
 // What kekd wraps is the inner payload of docs/ciphertext.md: 32-byte context digest, 2-byte
@@ -282,17 +282,13 @@ Bytes unwrap(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE kek, By
   check(fn->C_UnwrapKey(s, &mechanism, kek, wrapped.data(), wrapped.size(), object_template.data(),
                         object_template.size(), &object),
         "C_UnwrapKey");
-  // kekd's read_attribute: the length first, then the value.
-  CK_ATTRIBUTE attr{CKA_VALUE, nullptr, 0};
+  // kekd's read_bounded_attribute: one call, into a buffer as long as the payload can be.
+  Bytes payload(wrapped.size() - 8);
+  CK_ATTRIBUTE attr{CKA_VALUE, payload.data(), static_cast<CK_ULONG>(payload.size())};
   CK_RV rv = fn->C_GetAttributeValue(s, object, &attr, 1);
-  Bytes payload;
-  if (rv == CKR_OK) {
-    payload.resize(attr.ulValueLen);
-    attr.pValue = payload.data();
-    rv = fn->C_GetAttributeValue(s, object, &attr, 1);
-  }
   fn->C_DestroyObject(s, object);
   check(rv, "C_GetAttributeValue");
+  payload.resize(attr.ulValueLen);
   return payload;
 }
 

@@ -7,7 +7,8 @@
 - the fault ends and no request arrives: readiness comes back by itself within seconds (the ticker
   reopens the lost sessions), and wraps work again;
 - every ciphertext kekd answered 200 with, during or around the fault, opens to its plaintext;
-- a wrong PIN at start is reported clearly and tried exactly once (the token would lock).
+- a wrong PIN at start is reported clearly and tried exactly once (the token would lock);
+- an unwrap makes three PKCS#11 calls (counted by the shim), as docs/operations.md says.
 """
 import base64
 import os
@@ -107,6 +108,43 @@ class HsmFaults(E2ETest):
             opened = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": ciphertext}, token=token)
             self.assertEqual(opened.status, 200, opened.body)
             self.assertEqual(base64.b64decode(opened.json()["plaintext"]), plaintext)
+
+    def test_an_unwrap_makes_three_pkcs11_calls(self):
+        """docs/operations.md ("How many HSM sessions") counts an unwrap as C_UnwrapKey, one
+        C_GetAttributeValue and C_DestroyObject: kekd reads the payload in one call, into a buffer
+        as long as the payload can be. The shim counts the calls of two runs that differ only in
+        the number of unwraps, so that start-up's and shutdown's own calls cancel out."""
+        d = self.deployment()
+        d.start()
+        d.ceremony("create-key", "demo")
+        token = d.client([{"key": "demo", "operations": ["wrap", "unwrap"]}])
+        sealed = []
+        for n in (1, 32, 1000):  # the one-call read must also get the length right
+            plaintext = os.urandom(n)
+            r = d.request("POST", "/v1/keys/demo/wrap", {"plaintext": base64.b64encode(plaintext).decode()},
+                          token=token)
+            self.assertEqual(r.status, 200, r.body)
+            sealed.append((plaintext, r.json()["ciphertext"]))
+        d.stop()
+        use_shim(d)
+
+        def calls_with(rounds):
+            stats = os.path.join(d.dir, f"shim-{rounds}.stats")
+            d.start(env_extra={"KEKD_SHIM_STATS": stats})
+            for _ in range(rounds):
+                for plaintext, ciphertext in sealed:
+                    r = d.request("POST", "/v1/keys/demo/unwrap", {"ciphertext": ciphertext}, token=token)
+                    self.assertEqual(r.status, 200, r.body)
+                    self.assertEqual(base64.b64decode(r.json()["plaintext"]), plaintext)
+            d.stop()
+            with open(stats) as f:
+                return {line.split()[0]: int(line.split()[1]) for line in f if line.strip()}
+
+        few, many = calls_with(1), calls_with(5)
+        more = {name: many.get(name, 0) - few.get(name, 0) for name in set(few) | set(many)}
+        unwraps = 4 * len(sealed)
+        for name in ("C_UnwrapKey", "C_GetAttributeValue", "C_DestroyObject"):
+            self.assertEqual(more.get(name), unwraps, f"{name}: {few} then {many}")
 
     def test_a_wrong_pin_is_reported_and_tried_once(self):
         d = self.deployment()
