@@ -146,6 +146,10 @@ CkOutcome read_bounded_attribute(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session
   if (rv != CKR_OK) {
     return failed(rv, "C_GetAttributeValue");
   }
+  if (attr.ulValueLen > bound) {
+    // A module that claims more than the buffer held: growing `out` would invent bytes.
+    return failed(CKR_GENERAL_ERROR, "C_GetAttributeValue");
+  }
   out.resize(attr.ulValueLen);
   return {};
 }
