@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Two kekd binaries, one deployment: alternates them under the same wrk load, so that a change can
+# be compared within one run instead of across runs on a noisy machine (docs/performance.md).
+#
+#   tests/bench/ab.sh DIR_A DIR_B OP CONNECTIONS SECONDS ROUNDS [BATCH]
+#
+# DIR_A and DIR_B each hold a `kekd` (e.g. copies of build-bench/kekd before and after a change).
+# OP is wrap, unwrap or datakey; BATCH items per request (default 1). The deployment is made with
+# build-bench's kekd and kekctl (scripts/bench.sh builds them); SESSIONS sets hsm.sessions
+# (default 2). Prints one line per round and side: requests/s, p50 and p99 in ms, errors.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/bench/lib.sh
+source "$root/tests/bench/lib.sh"
+[ $# -ge 6 ] || { sed -n 5,10p "$0" >&2; exit 2; }
+A=$1 B=$2 op=$3 conns=$4 secs=$5 rounds=$6 batch=${7:-1}
+build=$root/build-bench
+work=$(mktemp -d /tmp/kekd-ab.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+cleanup() {
+  kekd_stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bench_deploy "$work" "$port" "$build"  # exports SOFTHSM2_CONF, KEKD_BENCH_TOKEN
+var=$work/var
+bench_config "$var/kekd.toml" "$var/bench.toml" hsm.sessions="${SESSIONS:-2}" server.workers=0
+url="http://127.0.0.1:$port"
+
+# Ciphertexts for unwrap, as scripts/bench.sh makes them: 1000 data keys of 32 bytes.
+kekd_start "$build" "$var/bench.toml" "$port" "$work/kekd.log"
+jq -nc '{items: [range(1000) | {bytes: 32, plaintext: false}]}' |
+  curl -fsS -H "Authorization: Bearer $KEKD_BENCH_TOKEN" -d @- "$url/v1/keys/demo/datakey" |
+  jq -r '.items[].ciphertext' >"$work/ciphertexts.txt"
+kekd_stop
+export BENCH_CIPHERTEXTS="$work/ciphertexts.txt"
+
+for round in $(seq 1 "$rounds"); do
+  for side in A B; do
+    kekd_start "${!side}" "$var/bench.toml" "$port" "$work/kekd-$side.log"
+    BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d2s -s "$root/tests/bench/kekd.lua" \
+      "$url" >/dev/null
+    result=$(BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d"${secs}s" \
+      -s "$root/tests/bench/kekd.lua" "$url" | sed -n 's/^RESULT //p')
+    kekd_stop
+    echo "$round $side $(jq -c '{rps, ops_per_sec, p50_ms, p99_ms, non2xx, item_errors}' <<<"$result")"
+  done
+done
