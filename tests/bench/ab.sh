@@ -7,7 +7,9 @@
 # DIR_A and DIR_B each hold a `kekd` (e.g. copies of build-bench/kekd before and after a change).
 # OP is wrap, unwrap or datakey; BATCH items per request (default 1). The deployment is made with
 # build-bench's kekd and kekctl (scripts/bench.sh builds them); SESSIONS sets hsm.sessions
-# (default 2). Prints one line per round and side: requests/s, p50 and p99 in ms, errors.
+# (default 2). A_SET and B_SET add settings for one side only, as bench_config takes them (e.g.
+# B_SET="server.io_threads=1" with DIR_A = DIR_B compares two settings of one binary). Prints one
+# line per round and side: requests/s, p50 and p99 in ms, errors.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/bench/lib.sh
@@ -26,6 +28,10 @@ trap cleanup EXIT
 bench_deploy "$work" "$port" "$build"  # exports SOFTHSM2_CONF, KEKD_BENCH_TOKEN
 var=$work/var
 bench_config "$var/kekd.toml" "$var/bench.toml" hsm.sessions="${SESSIONS:-2}" server.workers=0
+# shellcheck disable=SC2086 # A_SET and B_SET are lists of settings
+bench_config "$var/bench.toml" "$var/bench-A.toml" ${A_SET:-}
+# shellcheck disable=SC2086
+bench_config "$var/bench.toml" "$var/bench-B.toml" ${B_SET:-}
 url="http://127.0.0.1:$port"
 
 # Ciphertexts for unwrap, as scripts/bench.sh makes them: 1000 data keys of 32 bytes.
@@ -38,7 +44,7 @@ export BENCH_CIPHERTEXTS="$work/ciphertexts.txt"
 
 for round in $(seq 1 "$rounds"); do
   for side in A B; do
-    kekd_start "${!side}" "$var/bench.toml" "$port" "$work/kekd-$side.log"
+    kekd_start "${!side}" "$var/bench-$side.toml" "$port" "$work/kekd-$side.log"
     BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d2s -s "$root/tests/bench/kekd.lua" \
       "$url" >/dev/null
     result=$(BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d"${secs}s" \
