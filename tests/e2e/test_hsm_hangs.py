@@ -195,7 +195,11 @@ class HsmHangs(E2ETest):
                 self.assertIn("no HSM session became free within 1000 ms", body)
         for name, start, end, recovered in phases:
             during = [r for r in results if start <= r[1] < end]
-            ok = [r for r in during if r[3] == 200]
+            # Answered 200 while the hang lasted: whether a request *sent* during it gets a session
+            # depends on where the hang caught the calls in flight, so count every request that
+            # overlapped the hang; those that sat in a hung call prove the slow path answers.
+            ok = [r for r in results if r[1] < end and r[2] > start and r[3] == 200]
+            slowed = [r for r in ok if r[2] - r[1] >= HANG_US / 1e6]
             refused = [r for r in during if r[3] == 503]
             refused_latency = [r[2] - r[1] for r in refused if r[0] != "datakey"]
             # A data key leases a session twice: for C_GenerateRandom, then for the wrap. One whose
@@ -206,7 +210,8 @@ class HsmHangs(E2ETest):
             not_ready = [p for p in probes if p[0] == "/v1/ready" and start <= p[1] < recovered and p[3] == 503]
             first_not_ready = min((p[1] for p in not_ready), default=None)
             after = [r for r in results if recovered + 0.1 <= r[1] and r[1] < recovered + 1.4]
-            print(f"  hang of {name} for {end - start:.1f}s: requests sent {len(during)}, ok {len(ok)}, "
+            print(f"  hang of {name} for {end - start:.1f}s: requests sent {len(during)}, "
+                  f"ok while it lasted {len(ok)} ({len(slowed)} through a hung call), "
                   f"503 {len(refused)} (latency max {max(refused_latency, default=0):.2f}s, "
                   f"data keys {max(refused_datakey_latency, default=0):.2f}s), "
                   f"slowest request {max(all_latency, default=0):.2f}s; "
@@ -216,7 +221,7 @@ class HsmHangs(E2ETest):
                   f"{len(health)} probes); after recovery {sum(1 for r in after if r[3] == 200)}/{len(after)} ok",
                   file=sys.stderr)
             self.assertTrue(refused, f"no request was refused during the hang of {name}")
-            self.assertTrue(ok, f"no request completed during the hang of {name}")
+            self.assertTrue(slowed, f"no request that sat in a hung call was answered 200 ({name})")
             # Refused promptly: the wait for a worker, and at most once more for a session.
             self.assertLess(max(refused_latency, default=0), 2 * ACQUIRE_S + 1.0, f"a 503 came late ({name})")
             self.assertLess(max(refused_datakey_latency, default=0), 3 * ACQUIRE_S + HANG_US / 1e6 + 1.0,
