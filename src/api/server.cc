@@ -82,7 +82,8 @@ struct HttpServer::State {
   Handler handler;
   // A unique_ptr so that ~HttpServer can destroy it, and with it the pending handlers that own the
   // sessions (which own a shared_ptr to this State): otherwise that cycle would never be freed.
-  std::unique_ptr<net::io_context> ioc = std::make_unique<net::io_context>();
+  // Made by start(), which knows how many threads will run it.
+  std::unique_ptr<net::io_context> ioc;
   // Keeps the I/O threads running while requests are on the worker pool: such a request has no
   // operation pending on the io_context, so once the acceptor is closed, run() would return and
   // the responses of in-flight requests would never be written. Released after the drain.
@@ -582,6 +583,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
     return Error(Code::kInvalidArgument, "cannot listen on '" + o.host + "': " + ec.message());
   }
   tcp::endpoint endpoint(address, o.port);
+  // The hint tells Asio how many threads will run the io_context; with one, its scheduler keeps
+  // handlers that a thread posts to itself on a private queue instead of locking the shared one.
+  state->ioc = std::make_unique<net::io_context>(static_cast<int>(o.io_threads));
   state->acceptor.emplace(*state->ioc);
   state->acceptor->open(endpoint.protocol(), ec);
   if (!ec) state->acceptor->set_option(net::socket_base::reuse_address(true), ec);

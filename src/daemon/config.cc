@@ -165,6 +165,11 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+std::size_t io_threads_for(std::size_t configured, unsigned cpus) {
+  if (configured != 0) return configured;
+  return std::max<std::size_t>(1, cpus / 4);
+}
+
 Result<Config> parse_config(std::string_view text, const std::string& base_dir) {
   toml::table root;
   try {
@@ -184,7 +189,7 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   KEKD_RETURN_IF_ERROR(read(root, "server.tls_key", c.server.tls_key));
   KEKD_RETURN_IF_ERROR(read(root, "server.client_ca", c.server.client_ca));
   KEKD_RETURN_IF_ERROR(read(root, "server.allow_plaintext", c.server.allow_plaintext));
-  KEKD_RETURN_IF_ERROR(read_size(root, "server.io_threads", c.server.io_threads, 1, 64));
+  KEKD_RETURN_IF_ERROR(read_size(root, "server.io_threads", c.server.io_threads, 0, 64));
   KEKD_RETURN_IF_ERROR(read_size(root, "server.workers", c.server.workers, 0, 1024));
   KEKD_RETURN_IF_ERROR(
       read_size(root, "server.max_connections", c.server.max_connections, 1, 1'000'000));

@@ -165,7 +165,7 @@ api::ServerOptions server_options(const Config& config) {
   api::ServerOptions o;
   o.host = config.server.host;
   o.port = config.server.port;
-  o.io_threads = config.server.io_threads;
+  o.io_threads = io_threads_for(config.server.io_threads, std::thread::hardware_concurrency());
   o.workers = config.server.workers != 0 ? config.server.workers : config.hsm.sessions;
   o.answers_at_once = &api::Api::answers_at_once;
   o.max_connections = connections_within_descriptor_limit(config.server.max_connections);
@@ -295,6 +295,8 @@ Status run_serve(const std::string& config_path) {
   api::Api api(std::move(services));
 
   api::ServerOptions options = server_options(config);
+  const std::size_t io_threads = options.io_threads;
+  const std::size_t workers = options.workers;
   options.on_queue_timeout = [&api, wait = options.queue_timeout](const api::HttpRequest& request) {
     return api.refuse(request,
                       Error(Code::kUnavailable, "no HSM session became free within " +
@@ -341,9 +343,9 @@ Status run_serve(const std::string& config_path) {
       [&] { return static_cast<double>(server->connection_counts().accept_failures); });
   auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
-  spdlog::info("kekd serving on {}://{}:{} (token '{}', store {})",
+  spdlog::info("kekd serving on {}://{}:{} (token '{}', store {}; {} I/O threads, {} workers)",
                config.server.tls_cert.empty() ? "http" : "https", config.server.host,
-               server->port(), config.hsm.token_label, config.store_path);
+               server->port(), config.hsm.token_label, config.store_path, io_threads, workers);
 
   int signal = 0;
   sigwait(&stop_signals, &signal);

@@ -28,6 +28,28 @@ class Daemon(E2ETest):
         self.assertIn("kekd_open_ceremonies 1", metrics.body)
         self.assertIn('kekd_hsm_operations_total{operation="random",outcome="ok"}', metrics.body)
 
+    def test_io_threads_default_to_one_per_four_cpus_and_follow_the_setting(self):
+        def io_threads(d):
+            task = f"/proc/{d.proc.pid}/task"
+            names = []
+            for tid in os.listdir(task):
+                with open(os.path.join(task, tid, "comm")) as f:
+                    names.append(f.read().strip())
+            return names.count("kekd-io"), names.count("kekd-worker")
+
+        d = self.deployment().start()
+        expected = max(1, (os.cpu_count() or 1) // 4)
+        self.assertEqual(io_threads(d), (expected, 4))  # sessions = 4, workers = sessions
+        self.assertIn(f"{expected} I/O threads, 4 workers", d.read_log())
+        d.stop()
+        with open(os.path.join(d.dir, "kekd.toml")) as f:
+            toml = f.read()
+        with open(os.path.join(d.dir, "kekd.toml"), "w") as f:
+            f.write(toml.replace("[server]\n", "[server]\nio_threads = 3\n", 1))
+        d.start()
+        self.assertEqual(io_threads(d), (3, 4))
+        self.assertEqual(d.get("/v1/health").json(), {"status": "ok"})
+
     def test_every_response_has_request_id_and_errors_are_json(self):
         d = self.deployment().start()
         ids = set()

@@ -20,8 +20,8 @@ struct ServerConfig {
   std::string tls_key;
   std::string client_ca;
   bool allow_plaintext = false;
-  std::size_t io_threads = 2;
-  std::size_t workers = 0;  // 0: as many as HSM sessions
+  std::size_t io_threads = 0;  // 0: one per four CPUs, at least one (io_threads_for)
+  std::size_t workers = 0;     // 0: as many as HSM sessions
   std::size_t max_connections = 1024;
   std::size_t header_limit = 8 * 1024;
   std::size_t body_limit = 1024 * 1024;
@@ -84,5 +84,12 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& base_
 
 // True for addresses that only this host can reach (127.0.0.0/8, ::1, localhost).
 bool is_loopback(const std::string& host);
+
+// The I/O threads to run for server.io_threads = `configured` on `cpus` CPUs (0: unknown): the
+// configured number, or for 0 one per four CPUs and at least one. I/O threads share one
+// io_context, and each one more than the load needs costs a wake-up handed between them on many
+// requests, while one thread carries over 10,000 requests/s (docs/operations.md, "How many I/O
+// threads").
+std::size_t io_threads_for(std::size_t configured, unsigned cpus);
 
 }  // namespace kekd::daemon

@@ -48,3 +48,24 @@ TEST_CASE("ParseConfigReadsSectionsWrittenAsDottedOrInlineTables") {
   CHECK(c->hsm.pin_env == "PIN");
   CHECK(c->hsm.sessions == 4);
 }
+
+TEST_CASE("IoThreadsDefaultToOnePerFourCpusAndAConfiguredNumberWins") {
+  Result<Config> c = parse_config("", "/etc/kekd");
+  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  CHECK(c->server.io_threads == 0);
+  CHECK(io_threads_for(0, 0) == 1);  // hardware_concurrency() may not know
+  CHECK(io_threads_for(0, 1) == 1);
+  CHECK(io_threads_for(0, 2) == 1);
+  CHECK(io_threads_for(0, 7) == 1);
+  CHECK(io_threads_for(0, 8) == 2);
+  CHECK(io_threads_for(0, 64) == 16);
+  CHECK(io_threads_for(3, 2) == 3);
+
+  Result<Config> set = parse_config("[server]\nio_threads = 5\n", "/etc/kekd");
+  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  CHECK(io_threads_for(set->server.io_threads, 2) == 5);
+  CHECK(refused("[server]\nio_threads = 65\n").message().find("server.io_threads") !=
+        std::string::npos);
+  CHECK(refused("[server]\nio_threads = -1\n").message().find("server.io_threads") !=
+        std::string::npos);
+}
