@@ -9,7 +9,8 @@
 # build-bench's kekd and kekctl (scripts/bench.sh builds them); SESSIONS sets hsm.sessions
 # (default 2). A_SET and B_SET add settings for one side only, as bench_config takes them (e.g.
 # B_SET="server.io_threads=1" with DIR_A = DIR_B compares two settings of one binary). Prints one
-# line per round and side: requests/s, p50 and p99 in ms, errors.
+# line per round and side: requests/s, p50 and p99 in ms, errors, and kekd's CPU time per
+# operation in µs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/bench/lib.sh
@@ -42,14 +43,23 @@ jq -nc '{items: [range(1000) | {bytes: 32, plaintext: false}]}' |
 kekd_stop
 export BENCH_CIPHERTEXTS="$work/ciphertexts.txt"
 
+# kekd's CPU time (user + system, all threads) in clock ticks: CPU per operation is steadier
+# than throughput on a shared machine, since it does not count the time kekd waited for a CPU.
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 for round in $(seq 1 "$rounds"); do
   for side in A B; do
     kekd_start "${!side}" "$var/bench-$side.toml" "$port" "$work/kekd-$side.log"
     BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d2s -s "$root/tests/bench/kekd.lua" \
       "$url" >/dev/null
+    ticks_before=$(cpu_ticks "$kekd_pid")
     result=$(BENCH_OP=$op BENCH_BATCH=$batch wrk -t2 -c"$conns" -d"${secs}s" \
       -s "$root/tests/bench/kekd.lua" "$url" | sed -n 's/^RESULT //p')
+    ticks=$(($(cpu_ticks "$kekd_pid") - ticks_before))
     kekd_stop
-    echo "$round $side $(jq -c '{rps, ops_per_sec, p50_ms, p99_ms, non2xx, item_errors}' <<<"$result")"
+    echo "$round $side $(jq -c --argjson ticks "$ticks" --argjson hz "$hz" --argjson secs "$secs" \
+      '{rps, ops_per_sec, p50_ms, p99_ms, non2xx, item_errors,
+        cpu_us_per_op: ($ticks / $hz * 1e6 / (.ops_per_sec * $secs) | floor)}' <<<"$result")"
   done
 done
