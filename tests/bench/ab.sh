@@ -43,8 +43,9 @@ jq -nc '{items: [range(1000) | {bytes: 32, plaintext: false}]}' |
 kekd_stop
 export BENCH_CIPHERTEXTS="$work/ciphertexts.txt"
 
-# kekd's CPU time (user + system, all threads) in clock ticks: CPU per operation is steadier
-# than throughput on a shared machine, since it does not count the time kekd waited for a CPU.
+# kekd's CPU time (user + system, all threads) in clock ticks, for the CPU per operation: what
+# a change costs kekd apart from the time it waited for a CPU. It moves with the machine's load
+# too (contended locks cost more), so compare it within a run, like the throughput.
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
