@@ -96,13 +96,17 @@ class BadRequests(E2ETest):
 
         def op(key, name, b):
             return d.request("POST", f"/v1/keys/{key}/{name}", body=b, token=cls.star).json()
-        cls.dek = os.urandom(32)
-        # The URL-safe row needs a '+' or '/' to replace; without one (about 1 run in 12) that row
-        # would send valid standard base64. Wrap again until the ciphertext has one.
-        while True:
+        # The URL-safe row needs a '+' or '/' to replace; without one (about 1 run in 27) that row
+        # would send valid standard base64. Draw another DEK until the ciphertext has one: wrapping
+        # the same DEK again gives the same bytes (RFC 5649 has no nonce, docs/ciphertext.md), so a
+        # loop that only wrapped again never ended in those runs (CI timed out at 600 s).
+        for _ in range(100):  # all 100 without one: about 1 run in 10^143
+            cls.dek = os.urandom(32)
             cls.ct = base64.b64decode(op("demo", "wrap", {"plaintext": b64(cls.dek), "context": CONTEXT})["ciphertext"])
             if set(b64(cls.ct)) & {"+", "/"}:
                 break
+        else:
+            raise AssertionError("100 wraps of random DEKs and no '+' or '/' in any ciphertext")
         cls.ct_plain = base64.b64decode(op("demo", "wrap", {"plaintext": b64(cls.dek)})["ciphertext"])
         cls.ct_payments = base64.b64decode(
             op("payments", "wrap", {"plaintext": b64(cls.dek), "context": CONTEXT})["ciphertext"])
