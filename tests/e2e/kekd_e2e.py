@@ -5,6 +5,7 @@ made with openssl, a kekd.toml, `kekd init`, and `kekd serve` on a free loopback
 faked: requests go over HTTP, signatures are made by the openssl CLI, and the token is inspected
 with python3-pykcs11 (tests/integration/pkcs11_helper.py).
 """
+import faulthandler
 import json
 import os
 import shutil
@@ -23,6 +24,11 @@ KEKCTL_BIN = os.environ.get("KEKCTL_BIN", os.path.join(SOURCE_DIR, "build", "kek
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 CEREMONY = os.path.join(SOURCE_DIR, "scripts", "ceremony")
 PKCS11_HELPER = os.path.join(SOURCE_DIR, "tests", "integration", "pkcs11_helper.py")
+
+# ctest kills a test file at 600 s (tests/CMakeLists.txt) and shows nothing of where it was stuck.
+# Every file imports this module: a little before then, print every thread's stack and exit 1, so
+# that a hang fails with the line it hung on.
+faulthandler.dump_traceback_later(float(os.environ.get("KEKD_E2E_WATCHDOG", "540")), exit=True)
 
 
 def run(cmd, env=None, check=True, input=None):
