@@ -59,6 +59,19 @@ class ApplicationApi(E2ETest):
         self.assertError(tampered, 400, "invalid_ciphertext")
         self.assertEqual(wrong.json()["error"]["message"], tampered.json()["error"]["message"])
 
+    def test_the_same_dek_and_context_wrap_to_the_same_bytes_and_another_context_does_not(self):
+        """docs/ciphertext.md: RFC 5649 has no nonce, and the context hash is inside the payload."""
+        dek = b64(os.urandom(32))
+        first, again, other = (self.op("wrap", {"plaintext": dek, "context": c}).json()["ciphertext"]
+                               for c in (CONTEXT, CONTEXT, {"tenant": "acme", "purpose": "file"}))
+        self.assertEqual(first, again)
+        header = 1 + 1 + len("demo") + 4
+        wrapped = [base64.b64decode(c)[header:] for c in (first, other)]
+        self.assertEqual(len(wrapped[0]), len(wrapped[1]))
+        # Unrelated: AES key wrap diffuses a change anywhere in its input over every output block.
+        self.assertTrue(all(a != b for a, b in zip(*(
+            [w[i:i + 8] for i in range(0, len(w), 8)] for w in wrapped))), (first, other))
+
     def metric(self, name, labels):
         text = self.d.get("/metrics").body
         found = re.search(re.escape(name + "{" + labels + "}") + r" (\d+)", text)
