@@ -2,12 +2,6 @@
 // reclaimed, oldest first, to admit a new client; only when every connection is inside a request
 // is a new one refused. tests/e2e/test_hostile_clients.py drives the same behaviour at scale
 // through the real daemon.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -18,6 +12,7 @@
 #include <thread>
 
 #include "kekd/api/server.h"
+#include "support/loopback_client.h"
 
 using namespace std::chrono_literals;
 using kekd::api::HttpRequest;
@@ -25,54 +20,9 @@ using kekd::api::HttpResponse;
 using kekd::api::HttpServer;
 using kekd::api::Responder;
 using kekd::api::ServerOptions;
+using Client = kekd::testing::LoopbackClient;
 
 namespace {
-
-class Client {
- public:
-  explicit Client(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    REQUIRE(fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~Client() { ::close(fd_); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-
-  void send(const std::string& data) {
-    REQUIRE(::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(data.size()));
-  }
-
-  // True if the server closed the connection (EOF or reset) within the timeout; false if it is
-  // still open and silent.
-  bool closed_within(std::chrono::milliseconds timeout) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    char c;
-    return ::recv(fd_, &c, 1, MSG_PEEK) <= 0;
-  }
-
-  // Reads until the response's end (the test handler's bodies are tiny) or EOF.
-  std::string response() {
-    std::string out;
-    char buf[4096];
-    while (out.find("\r\n\r\nok") == std::string::npos) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) <= 0) break;
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-  }
-
- private:
-  int fd_;
-};
 
 std::unique_ptr<HttpServer> start_server(std::size_t max_connections) {
   ServerOptions o;

@@ -1,0 +1,115 @@
+// How the HTTP server puts answers on the wire, over real loopback sockets. A keep-alive answer on
+// a plain connection is sent by the thread that answers (a worker here; the audit writer in kekd),
+// which then also waits for the next request; everything else goes through the connection's
+// strand (src/api/server.cc, Session::answer). Both ways must give the same bytes, and an answer
+// the kernel takes only in part must still arrive whole. In the "concurrency" suite, so that
+// ThreadSanitizer checks the hand-over between the threads (scripts/sanitizers.sh).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "kekd/api/server.h"
+#include "support/loopback_client.h"
+
+using namespace std::chrono_literals;
+using kekd::api::HttpRequest;
+using kekd::api::HttpResponse;
+using kekd::api::HttpServer;
+using kekd::api::Responder;
+using kekd::api::ServerOptions;
+using Client = kekd::testing::LoopbackClient;
+
+namespace {
+
+constexpr std::size_t kBigBody = 8 * 1024 * 1024;  // more than a socket's send buffer can hold
+
+// The body names the request's target; /big answers kBigBody bytes of a pattern.
+std::unique_ptr<HttpServer> start_server() {
+  ServerOptions o;
+  o.port = 0;
+  o.io_threads = 1;
+  o.workers = 2;
+  o.read_timeout = 5s;
+  o.idle_timeout = 30s;
+  auto server = HttpServer::start(o, [](const HttpRequest& request, Responder respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.headers.emplace_back("X-Target", request.target);
+    if (request.target == "/big") {
+      r.body.resize(kBigBody);
+      for (std::size_t i = 0; i < kBigBody; ++i) r.body[i] = static_cast<char>('a' + i % 26);
+    } else {
+      r.body = "answer to " + request.target;
+    }
+    respond(std::move(r));
+  });
+  REQUIRE(server.ok());
+  return std::move(server).value();
+}
+
+std::string get(const std::string& target, const std::string& extra = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n";
+}
+
+// The whole header as Beast writes it, with the request id (random) matched by pattern.
+void check_answer(const std::string& answer, const std::string& target, bool keep_alive) {
+  const std::string body = "answer to " + target;
+  const std::string connection = keep_alive ? "" : "Connection: close\r\n";
+  const std::regex expected(
+      "HTTP/1\\.1 200 OK\r\nServer: kekd\r\nContent-Type: text/plain\r\n"
+      "X-Request-Id: [0-9a-f]{32}\r\nX-Target: " +
+      target + "\r\n" + connection + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+      body);
+  CHECK_MESSAGE(std::regex_match(answer, expected), answer);
+}
+
+}  // namespace
+
+TEST_CASE("ServerAnswersKeepAliveRequestsInOrderWithTheSameBytesEitherWay" *
+          doctest::test_suite("concurrency")) {
+  auto server = start_server();
+  Client client(server->port());
+  // Sent one at a time: each answer goes out from the worker that made it.
+  for (const char* target : {"/one", "/two", "/three"}) {
+    client.send(get(target));
+    check_answer(client.response(), target, true);
+  }
+  // Pipelined: the second request is already read when the first is answered, so the first
+  // answer goes through the strand, which then reads the second from the buffer.
+  client.send(get("/four") + get("/five"));
+  check_answer(client.response(), "/four", true);
+  check_answer(client.response(), "/five", true);
+  // Connection: close is answered through the strand, which closes afterwards.
+  client.send(get("/six", "Connection: close\r\n"));
+  check_answer(client.response(), "/six", false);
+  CHECK(client.closed_within(2s));
+  server->stop(1s);
+}
+
+TEST_CASE("ServerWritesTheRestOfAnAnswerTheKernelTookOnlyInPart" *
+          doctest::test_suite("concurrency")) {
+  auto server = start_server();
+  Client client(server->port(), 4096);
+  client.send(get("/big"));
+  // Let the answering thread's one send fill the socket buffers and return, so that the rest
+  // must be written through the strand while this client reads slowly.
+  std::this_thread::sleep_for(200ms);
+  const std::string answer = client.response(10s);
+  const std::size_t header_end = answer.find("\r\n\r\n");
+  REQUIRE(header_end != std::string::npos);
+  CHECK(answer.find("Content-Length: " + std::to_string(kBigBody) + "\r\n") < header_end);
+  REQUIRE(answer.size() == header_end + 4 + kBigBody);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < kBigBody; ++i) {
+    wrong += answer[header_end + 4 + i] != static_cast<char>('a' + i % 26);
+  }
+  CHECK(wrong == 0);
+  // The connection is still good for the next request.
+  client.send(get("/after"));
+  check_answer(client.response(), "/after", true);
+  server->stop(1s);
+}
