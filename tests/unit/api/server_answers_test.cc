@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <memory>
-#include <regex>
 #include <string>
 #include <thread>
 
@@ -55,16 +54,20 @@ std::string get(const std::string& target, const std::string& extra = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n";
 }
 
-// The whole header as Beast writes it, with the request id (random) matched by pattern.
+// The whole answer as Beast writes it, byte for byte; the request id (random) is taken from it.
+// (No std::regex: GCC 12 warns about its internals at -O1 with sanitizers, and -Werror fails.)
 void check_answer(const std::string& answer, const std::string& target, bool keep_alive) {
+  const std::string marker = "\r\nX-Request-Id: ";
+  const std::size_t at = answer.find(marker);
+  REQUIRE_MESSAGE(at != std::string::npos, answer);
+  const std::string id = answer.substr(at + marker.size(), 32);
+  CHECK_MESSAGE(id.find_first_not_of("0123456789abcdef") == std::string::npos, answer);
   const std::string body = "answer to " + target;
-  const std::string connection = keep_alive ? "" : "Connection: close\r\n";
-  const std::regex expected(
-      "HTTP/1\\.1 200 OK\r\nServer: kekd\r\nContent-Type: text/plain\r\n"
-      "X-Request-Id: [0-9a-f]{32}\r\nX-Target: " +
-      target + "\r\n" + connection + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
-      body);
-  CHECK_MESSAGE(std::regex_match(answer, expected), answer);
+  const std::string expected = "HTTP/1.1 200 OK\r\nServer: kekd\r\nContent-Type: text/plain" +
+                               marker + id + "\r\nX-Target: " + target + "\r\n" +
+                               (keep_alive ? "" : "Connection: close\r\n") +
+                               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  CHECK(answer == expected);
 }
 
 }  // namespace
