@@ -161,8 +161,9 @@ measure_ceiling() {  # scenario module threads ops [VAR=VALUE for the program...
   local scenario=$1 module=$2 threads=$3 list=$4 before
   shift 4
   before=$(wc -l <"$rows")
-  env "$@" "$ceiling_bin" --module "$module" --pin-file "$var/token/pin" \
-    --seconds "$seconds" --threads "$threads" --ops "$list" |
+  # The environment kekd runs in (hsm-config/kekd.env): both sides get the same allocator settings.
+  (set -a && . "$root/hsm-config/kekd.env" && exec env "$@" "$ceiling_bin" --module "$module" \
+    --pin-file "$var/token/pin" --seconds "$seconds" --threads "$threads" --ops "$list") |
     jq -c --arg scenario "$scenario" '{scenario: $scenario} + .' >>"$rows"
   say "$(tail -n +"$((before + 1))" "$rows" |
     jq -rs 'map("\(.op) \(.threads) thread(s): \(.ops_per_sec) ops/s") | "  " + join(", ")')"

@@ -69,7 +69,8 @@ if curl -fsS "$addr/v1/health" >/dev/null 2>&1; then
   exit 1
 fi
 
-"$kekd" serve --config "$var/kekd.toml" &
+# kekd serve in the environment a production kekd gets (hsm-config/kekd.env); exec keeps $! its pid.
+(set -a && . "$root/hsm-config/kekd.env" && exec "$kekd" serve --config "$var/kekd.toml") &
 kekd_pid=$!
 trap 'kill -TERM "$kekd_pid" 2>/dev/null || true; code=0; wait "$kekd_pid" || code=$?; exit $code' INT TERM
 ready=no

@@ -13,10 +13,11 @@
 #                                 hsm.sessions=16 hsm.module='"/x.so"' server.workers=0
 #                                 audit.mode='"off"' (values are TOML, so strings carry quotes)
 #   kekd_start BUILD CONFIG PORT LOG [VAR=VALUE...]
-#                                 starts `kekd serve` (pid in $kekd_pid; the variables in its
-#                                 environment only) and waits until /v1/ready answers 200; sets
-#                                 $kekd_ready_s to the seconds from the start to the first 200
-#                                 (polled every ~5 ms). Not in $(...): kekd_pid must survive.
+#                                 starts `kekd serve` in the environment of hsm-config/kekd.env
+#                                 plus these variables (pid in $kekd_pid), waits until /v1/ready
+#                                 answers 200; sets $kekd_ready_s to the seconds from the start
+#                                 to the first 200 (polled every ~5 ms). Not in $(...): kekd_pid
+#                                 must survive.
 #   kekd_stop                     SIGTERM, then waits for it
 #   kekd_hwm_kib                  kekd's peak RSS so far (VmHWM, KiB)
 
@@ -104,7 +105,8 @@ kekd_start() {
     return 1
   fi
   begin=$(date +%s.%N)
-  env "$@" "$build/kekd" serve --config "$config" >>"$log" 2>&1 &
+  (set -a && . "$root/hsm-config/kekd.env" && exec env "$@" "$build/kekd" serve --config "$config") \
+    >>"$log" 2>&1 &
   kekd_pid=$!
   for _ in $(seq 1 3000); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$port/v1/ready" 2>/dev/null; then

@@ -22,6 +22,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def kekd_env_file():
+    """The KEY=value lines of hsm-config/kekd.env."""
+    with open(os.path.join(SOURCE_DIR, "hsm-config", "kekd.env")) as f:
+        lines = [line.strip() for line in f]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def serve_environment(config):
+    """Those variables of kekd.env in the environment of the `kekd serve` process using config."""
+    wanted = kekd_env_file()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if b"serve" not in argv or config.encode() not in argv:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(v.decode().split("=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        except OSError:
+            continue
+        return {k: env.get(k) for k in wanted}
+    return None
+
+
 class DevScript(unittest.TestCase):
     def setUp(self):
         self.var = tempfile.mkdtemp(prefix="kekd-dev-")
@@ -71,6 +95,8 @@ class DevScript(unittest.TestCase):
             self.assertEqual(oct(os.stat(token_file).st_mode & 0o777), "0o600")
             with open(token_file) as f:
                 first_token = f.read().strip()
+            # kekd serve runs in the environment of hsm-config/kekd.env, as a production kekd does
+            self.assertEqual(serve_environment(os.path.join(self.var, "var", "kekd.toml")), kekd_env_file())
         finally:
             self.stop(proc, out)
         # A second run reuses the token, the key and the demo client.
