@@ -132,15 +132,19 @@ RouteHandler key_operation(Operation operation, ItemFn fn) {
     }
     events.reserve(items->size());
     Json results = Json::array();
-    for (const Json& item : *items) {
-      Result<Json> r = run(item);
-      if (r.ok()) {
-        results.push_back(std::move(*r));
-      } else {
-        std::string message = client_message(r.error(), c.request.request_id);
-        results.push_back(
-            {{"error",
-              {{"code", std::string(code_name(r.error().code()))}, {"message", message}}}});
+    {
+      // The items run on one HSM session, given back before the wait for the audit.
+      std::unique_ptr<hsm::Hsm::SessionHold> hold = s.keyring->hold_session();
+      for (const Json& item : *items) {
+        Result<Json> r = run(item);
+        if (r.ok()) {
+          results.push_back(std::move(*r));
+        } else {
+          std::string message = client_message(r.error(), c.request.request_id);
+          results.push_back(
+              {{"error",
+                {{"code", std::string(code_name(r.error().code()))}, {"message", message}}}});
+        }
       }
     }
     // Answered only once every item's record is durable: one wait for the whole batch.

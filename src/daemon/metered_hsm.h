@@ -35,6 +35,7 @@ class MeteredHsm final : public hsm::Hsm {
   Result<Bytes> sign(std::string_view label, ByteView message) override {
     return count("sign", inner_.sign(label, message));
   }
+  std::unique_ptr<SessionHold> hold_session() override { return inner_.hold_session(); }
 
  private:
   // An invalid ciphertext is the caller's error, not the HSM's: it counts as a completed call.

@@ -154,6 +154,28 @@ CkOutcome read_bounded_attribute(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session
   return {};
 }
 
+// The session a thread keeps while it has a hold (Hsm::hold_session), and which Impl it is of.
+struct HeldSession {
+  const void* owner = nullptr;
+  std::optional<SessionPool::Lease> lease;
+};
+thread_local HeldSession* t_held = nullptr;
+
+class Pkcs11SessionHold final : public Hsm::SessionHold {
+ public:
+  explicit Pkcs11SessionHold(const void* owner) {
+    state_.owner = owner;
+    t_held = &state_;
+  }
+  // The kept lease, if any, goes back to the pool with state_.
+  ~Pkcs11SessionHold() override { t_held = nullptr; }
+  Pkcs11SessionHold(const Pkcs11SessionHold&) = delete;
+  Pkcs11SessionHold& operator=(const Pkcs11SessionHold&) = delete;
+
+ private:
+  HeldSession state_;
+};
+
 }  // namespace
 
 struct Pkcs11Hsm::Impl {
@@ -295,17 +317,32 @@ struct Pkcs11Hsm::Impl {
     return status;
   }
 
-  // Runs op on a leased session. A lost session, or a cached KEK handle gone stale, earns one
-  // more try on a fresh lease; every other failure is converted once, by ck_error.
+  // Runs op on a leased session: the one this thread holds (hold_session), or one taken for this
+  // call. A lost session, or a cached KEK handle gone stale, earns one more try on a fresh lease;
+  // every other failure is converted once, by ck_error.
   template <typename Op>
   Status run(Op&& op) {
+    HeldSession* held = t_held != nullptr && t_held->owner == this ? t_held : nullptr;
     for (int attempt = 0;; ++attempt) {
-      KEKD_ASSIGN_OR_RETURN(SessionPool::Lease lease, pool->acquire());
-      CkOutcome outcome = op(lease.handle());
+      std::optional<SessionPool::Lease> own;
+      SessionPool::Lease* lease;
+      if (held != nullptr && held->lease) {
+        pool->touch(*held->lease);
+        lease = &*held->lease;
+      } else {
+        KEKD_ASSIGN_OR_RETURN(SessionPool::Lease fresh, pool->acquire());
+        std::optional<SessionPool::Lease>& slot = held != nullptr ? held->lease : own;
+        slot.emplace(std::move(fresh));
+        lease = &*slot;
+      }
+      CkOutcome outcome = op(lease->handle());
       if (outcome.rv == CKR_OK) {
         return ok_status();
       }
-      lease.report(outcome.rv);
+      lease->report(outcome.rv);
+      // A failed call gives a held session back (to be replaced if the call lost it): the retry,
+      // or the next call, takes a fresh lease.
+      if (held != nullptr) held->lease.reset();
       bool session_gone = ck_session_lost(outcome.rv) || ck_device_failed(outcome.rv);
       if (session_gone || stale_key_handle(outcome.rv)) {
         // After a lost session the module may hand out new handles: drop every cached one.
@@ -331,6 +368,12 @@ bool Pkcs11Hsm::healthy() const { return impl_->pool->healthy(); }
 SessionHealth Pkcs11Hsm::health() const { return impl_->pool->health(); }
 
 Status Pkcs11Hsm::heal() { return impl_->pool->reopen_broken(); }
+
+std::unique_ptr<Hsm::SessionHold> Pkcs11Hsm::hold_session() {
+  // Within a hold already (of this Hsm or another): the outer hold decides.
+  if (t_held != nullptr) return nullptr;
+  return std::make_unique<Pkcs11SessionHold>(impl_.get());
+}
 
 Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
   auto impl = std::make_unique<Impl>();

@@ -92,6 +92,11 @@ Result<SessionPool::Lease> SessionPool::acquire() {
   return Lease(this, index, handle);
 }
 
+void SessionPool::touch(const Lease& lease) {
+  std::lock_guard lock(mu_);
+  leased_at_[lease.index_] = Clock::now();
+}
+
 Status SessionPool::reopen_broken() {
   for (;;) {
     std::size_t index;

@@ -78,6 +78,10 @@ class SessionPool {
   // the acquire timeout (then kUnavailable).
   Result<Lease> acquire();
 
+  // Restarts the stall clock of a lease that is kept across calls (a session hold): the watchdog
+  // should time each call, not the whole batch.
+  void touch(const Lease& lease);
+
   std::size_t size() const { return handles_.size(); }
 
   // False while a session is lost or failed and not yet replaced, or a lease has been held for

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,20 @@ class Hsm {
 
   // ECDSA P-256 over SHA-256 of message, DER-encoded (what `openssl dgst -sha256 -verify` takes).
   virtual Result<Bytes> sign(std::string_view label, ByteView message) = 0;
+
+  // While the returned hold lives, the calling thread's calls keep the HSM session that the
+  // first of them takes instead of taking and returning one per call: a batch's items run on one
+  // session. Handing a single session back and forth between threads item by item costs a
+  // wake-up per call, and on a token that serialises its work (SoftHSM) two threads in it at once
+  // cost more than one (docs/performance.md). A call that fails gives the session back; the
+  // next takes another. Destroy the hold on the thread that made it, before anything that may
+  // wait long (the audit), and hold nothing across a hold of the same Hsm: a nested hold does
+  // nothing. An implementation without sessions returns an empty hold.
+  class SessionHold {
+   public:
+    virtual ~SessionHold() = default;
+  };
+  virtual std::unique_ptr<SessionHold> hold_session() { return nullptr; }
 };
 
 }  // namespace kekd::hsm

@@ -62,6 +62,7 @@ class Pkcs11Hsm final : public Hsm {
   Status generate_signing_key(std::string_view label) override;
   Result<Bytes> signing_public_key(std::string_view label) override;
   Result<Bytes> sign(std::string_view label, ByteView message) override;
+  std::unique_ptr<SessionHold> hold_session() override;
 
   // True while every pooled session is usable and no call has been running for longer than the
   // stall threshold (readiness).

@@ -85,6 +85,9 @@ class Keyring {
   Result<Wrapped> rewrap(std::string_view key, ByteView ciphertext,
                          const EncryptionContext& context);
 
+  // The HSM's session hold (hsm::Hsm::hold_session), for a run of operations on one thread.
+  std::unique_ptr<hsm::Hsm::SessionHold> hold_session() { return hsm_.hold_session(); }
+
   Result<KeyInfo> describe(std::string_view key) const;
   // The key whose stable UUID (KeyRecord::id) this is: the KMS API's KeyId.
   Result<KeyInfo> describe_id(std::string_view id) const;
