@@ -326,6 +326,13 @@ struct Pkcs11Hsm::Impl {
     for (int attempt = 0;; ++attempt) {
       std::optional<SessionPool::Lease> own;
       SessionPool::Lease* lease;
+      // Someone else waits for a session (another worker, the audit's signer): give the held one
+      // back between calls and queue for one again, as every call did before holds. Otherwise a
+      // long batch on a slow HSM would keep its session for seconds, past their acquire timeout.
+      if (held != nullptr && held->lease && pool->has_waiters()) {
+        pool->hand_over(std::move(*held->lease));
+        held->lease.reset();
+      }
       if (held != nullptr && held->lease) {
         pool->touch(*held->lease);
         lease = &*held->lease;

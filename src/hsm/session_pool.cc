@@ -69,7 +69,14 @@ Result<SessionPool::Lease> SessionPool::acquire() {
   CK_SESSION_HANDLE handle;
   {
     std::unique_lock lock(mu_);
-    if (!freed_.wait_for(lock, options_.acquire_timeout, [this] { return !free_.empty(); })) {
+    bool freed = !free_.empty();
+    if (!freed) {
+      waiting_++;  // counted only by a thread that must wait (has_waiters)
+      freed = freed_.wait_for(lock, options_.acquire_timeout, [this] { return !free_.empty(); });
+      waiting_--;
+      if (handing_over_ > 0) taken_cv_.notify_all();
+    }
+    if (!freed) {
       acquire_timeouts_++;
       return Error(Code::kUnavailable, "no HSM session became free within " +
                                            std::to_string(options_.acquire_timeout.count()) +
@@ -79,6 +86,8 @@ Result<SessionPool::Lease> SessionPool::acquire() {
     free_.pop_back();
     handle = handles_[index];
     leased_at_[index] = Clock::now();
+    taken_++;
+    if (handing_over_ > 0) taken_cv_.notify_all();
   }
   if (handle == CK_INVALID_HANDLE) {
     Result<CK_SESSION_HANDLE> opened = open_session();
@@ -90,6 +99,18 @@ Result<SessionPool::Lease> SessionPool::acquire() {
     broken_--;
   }
   return Lease(this, index, handle);
+}
+
+void SessionPool::hand_over(Lease lease) {
+  std::unique_lock lock(mu_);
+  const std::uint64_t taken = taken_;
+  handing_over_++;
+  lock.unlock();
+  { Lease given_back = std::move(lease); }  // release() takes mu_ and wakes a waiter
+  lock.lock();
+  taken_cv_.wait_for(lock, options_.acquire_timeout,
+                     [&] { return taken_ != taken || waiting_ == 0; });
+  handing_over_--;
 }
 
 void SessionPool::touch(const Lease& lease) {

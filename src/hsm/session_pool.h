@@ -82,6 +82,15 @@ class SessionPool {
   // should time each call, not the whole batch.
   void touch(const Lease& lease);
 
+  // True while some thread waits in acquire() for a session: a holder should give its own back.
+  bool has_waiters() const { return waiting_ > 0; }
+
+  // Gives a kept lease back for a thread that waits in acquire(), and returns once some thread
+  // has taken a session (or nobody waits any more, or the acquire timeout has passed), so that
+  // the caller's next acquire() queues behind the waiter instead of taking the session back
+  // before the waiter has woken up.
+  void hand_over(Lease lease);
+
   std::size_t size() const { return handles_.size(); }
 
   // False while a session is lost or failed and not yet replaced, or a lease has been held for
@@ -116,6 +125,10 @@ class SessionPool {
   std::atomic<bool> pin_rejected_{false};
   std::atomic<int> broken_{0};
   std::atomic<std::uint64_t> acquire_timeouts_{0};
+  std::atomic<int> waiting_{0};       // threads inside acquire()'s wait
+  std::condition_variable taken_cv_;  // for hand_over: a session was taken or a waiter left
+  std::uint64_t taken_ = 0;           // sessions acquired so far (under mu_)
+  int handing_over_ = 0;              // threads inside hand_over (under mu_)
 };
 
 }  // namespace kekd::hsm

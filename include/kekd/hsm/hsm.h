@@ -60,10 +60,11 @@ class Hsm {
   // first of them takes instead of taking and returning one per call: a batch's items run on one
   // session. Handing a single session back and forth between threads item by item costs a
   // wake-up per call, and on a token that serialises its work (SoftHSM) two threads in it at once
-  // cost more than one (docs/performance.md). A call that fails gives the session back; the
-  // next takes another. Destroy the hold on the thread that made it, before anything that may
-  // wait long (the audit), and hold nothing across a hold of the same Hsm: a nested hold does
-  // nothing. An implementation without sessions returns an empty hold.
+  // cost more than one (docs/performance.md). A call that fails gives the session back after
+  // it; a call made while another thread waits for a session gives it back first and queues for
+  // one like any other, so a long batch on a slow HSM does not keep others waiting. Destroy the
+  // hold on the thread that made it, before anything that may wait long (the audit). A hold taken
+  // inside another does nothing. An implementation without sessions returns an empty hold.
   class SessionHold {
    public:
     virtual ~SessionHold() = default;

@@ -1,7 +1,7 @@
 // A session hold (Hsm::hold_session) keeps the session that a thread's first call takes until
 // the hold ends, so that a batch's items run on one session instead of taking and returning one
-// per call. Against SoftHSM, with one session in the pool: whether another thread can get it
-// shows whether the holder still has it.
+// per call, unless another thread waits for a session. Against SoftHSM, with one session in the
+// pool: whether another thread can get it shows whether the holder still has it.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -22,9 +22,10 @@ namespace {
 constexpr const char* kKek = "kekd:payments:1";
 
 std::unique_ptr<hsm::Pkcs11Hsm> open_one_session(const TokenFixture& token,
-                                                 std::chrono::milliseconds stall = 10s) {
+                                                 std::chrono::milliseconds stall = 10s,
+                                                 std::chrono::milliseconds acquire = 300ms) {
   hsm::Pkcs11Config config = token.config(1);
-  config.acquire_timeout = 300ms;
+  config.acquire_timeout = acquire;
   config.stall_threshold = stall;
   auto opened = hsm::Pkcs11Hsm::open(std::move(config));
   REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
@@ -45,7 +46,7 @@ std::optional<Code> random_elsewhere(hsm::Hsm& hsm) {
 
 }  // namespace
 
-TEST_CASE("CallsInAHoldKeepTheirSessionUntilTheHoldEnds") {
+TEST_CASE("CallsInAHoldKeepTheirSessionUntilTheHoldEnds" * doctest::test_suite("concurrency")) {
   TokenFixture token;
   auto hsm = open_one_session(token);
   Bytes payload = pattern_bytes(40, 7);
@@ -91,7 +92,8 @@ TEST_CASE("ANestedHoldHoldsNothingMore") {
   CHECK(hsm->health().in_use == 0);
 }
 
-TEST_CASE("AFailedCallInAHoldGivesTheSessionBackAndTheNextTakesOneAgain") {
+TEST_CASE("AFailedCallInAHoldGivesTheSessionBackAndTheNextTakesOneAgain" *
+          doctest::test_suite("concurrency")) {
   TokenFixture token;
   auto hsm = open_one_session(token);
   auto wrapped = hsm->wrap(kKek, pattern_bytes(40, 8));
@@ -110,6 +112,28 @@ TEST_CASE("AFailedCallInAHoldGivesTheSessionBackAndTheNextTakesOneAgain") {
 
   REQUIRE(hsm->random(8).ok());
   CHECK(hsm->health().in_use == 1);
+}
+
+TEST_CASE("AHolderGivesItsSessionToAThreadWaitingForOneAtItsNextCall" *
+          doctest::test_suite("concurrency")) {
+  TokenFixture token;
+  auto hsm = open_one_session(token, 10s, 5s);
+  std::unique_ptr<hsm::Hsm::SessionHold> hold = hsm->hold_session();
+  REQUIRE(hsm->random(8).ok());
+  // Another thread (a worker with a single request, the audit's signer) asks for a session.
+  std::future<Result<SecretBytes>> other =
+      std::async(std::launch::async, [&hsm] { return hsm->random(8); });
+  while (!hsm->sessions().has_waiters()) std::this_thread::sleep_for(1ms);
+  // The holder's next call hands the session over and queues for it behind the other thread.
+  Result<SecretBytes> mine = hsm->random(8);
+  REQUIRE_MESSAGE(mine.ok(), mine.error().to_string());
+  // While the hold is still alive the other thread gets its turn, well within its 5-s wait
+  // (without the hand-over it would wait until the hold ends).
+  REQUIRE(other.wait_for(2s) == std::future_status::ready);
+  Result<SecretBytes> theirs = other.get();
+  REQUIRE_MESSAGE(theirs.ok(), theirs.error().to_string());
+  CHECK(hsm->health().acquire_timeouts == 0);
+  CHECK(hsm->health().in_use == 1);  // the holder took one again
 }
 
 TEST_CASE("TheWatchdogTimesEachCallOfAHoldNotTheWholeHold") {
