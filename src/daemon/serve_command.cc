@@ -264,6 +264,13 @@ Status run_serve(const std::string& config_path) {
       "kekd_hsm_acquire_timeouts_total",
       "Operations refused (503) because no HSM session became free within hsm.acquire_timeout.",
       [&raw_hsm] { return static_cast<double>(raw_hsm.health().acquire_timeouts); });
+  metrics.add_counter(
+      "kekd_hsm_session_leases_total",
+      "HSM sessions taken from the pool: one per operation, or per batch while no one waits.",
+      [&raw_hsm] { return static_cast<double>(raw_hsm.health().leases); });
+  metrics.add_counter("kekd_hsm_session_waits_total",
+                      "Times an operation found no HSM session free and had to wait for one.",
+                      [&raw_hsm] { return static_cast<double>(raw_hsm.health().lease_waits); });
 
   api::ApiServices services;
   services.keyring = d.keyring.get();

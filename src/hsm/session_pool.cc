@@ -71,6 +71,7 @@ Result<SessionPool::Lease> SessionPool::acquire() {
     std::unique_lock lock(mu_);
     bool freed = !free_.empty();
     if (!freed) {
+      waits_++;
       waiting_++;  // counted only by a thread that must wait (has_waiters)
       freed = freed_.wait_for(lock, options_.acquire_timeout, [this] { return !free_.empty(); });
       waiting_--;
@@ -149,6 +150,8 @@ SessionHealth SessionPool::health() const {
   h.stall_threshold = options_.stall_threshold;
   const Clock::time_point now = Clock::now();
   std::lock_guard lock(mu_);
+  h.leases = taken_;
+  h.lease_waits = waits_;
   h.in_use = handles_.size() - free_.size();
   // Leased indexes are those not in free_: mark the free ones, look at the rest.
   std::vector<bool> is_free(handles_.size(), false);

@@ -128,6 +128,7 @@ class SessionPool {
   std::atomic<int> waiting_{0};       // threads inside acquire()'s wait
   std::condition_variable taken_cv_;  // for hand_over: a session was taken or a waiter left
   std::uint64_t taken_ = 0;           // sessions acquired so far (under mu_)
+  std::uint64_t waits_ = 0;           // acquires that found no free session (under mu_)
   int handing_over_ = 0;              // threads inside hand_over (under mu_)
 };
 

@@ -3,6 +3,7 @@ import base64
 import os
 import re
 import sys
+import time
 import unittest
 
 import yaml
@@ -99,6 +100,32 @@ class ApplicationApi(E2ETest):
         for rule in rules["groups"][0]["rules"]:
             for name in re.findall(r"\bkekd_\w+", rule["expr"]):
                 self.assertIn(name, exported, rule["alert"])
+
+    def test_hsm_session_takes_are_counted(self):
+        names = ("kekd_hsm_session_leases_total", "kekd_hsm_session_waits_total",
+                 "kekd_audit_checkpoints_total", "kekd_audit_unsigned_records")
+
+        def settled():
+            # once every record is under a checkpoint, no checkpoint is half done (its signature
+            # taken, its count not yet moved)
+            deadline = time.monotonic() + 10
+            while True:
+                body = self.d.get("/metrics").body
+                values = [float(re.search(r"^" + n + r" (\S+)$", body, re.M).group(1))
+                          for n in names]
+                if values[3] == 0 or time.monotonic() > deadline:
+                    return values
+                time.sleep(0.05)
+
+        self.assertEqual(self.op("datakey", {"bytes": 32}).status, 200)  # credentials cached
+        leases, waits, checkpoints, _ = settled()
+        for _ in range(3):
+            self.assertEqual(self.op("datakey", {"bytes": 32}).status, 200)
+        after_leases, after_waits, after_checkpoints, unsigned = settled()
+        self.assertEqual(unsigned, 0)
+        # one take per data key (random and wrap on one session), one per checkpoint signed
+        self.assertEqual(after_leases - leases - (after_checkpoints - checkpoints), 3)
+        self.assertGreaterEqual(after_waits, waits)
 
     def test_http_ciphertext_unwraps_with_independent_pkcs11_client(self):
         dek = os.urandom(32)

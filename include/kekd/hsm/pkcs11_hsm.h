@@ -45,6 +45,10 @@ struct SessionHealth {
   std::chrono::milliseconds longest_lease{0};  // the oldest current lease (0: none)
   std::chrono::milliseconds stall_threshold{0};
   std::uint64_t acquire_timeouts = 0;  // operations refused for want of a session, since start
+  // Sessions taken from the pool since start (a call, or a hold's first call, takes one), and
+  // how many times a take found no session free and had to wait (timed out or not).
+  std::uint64_t leases = 0;
+  std::uint64_t lease_waits = 0;
 };
 
 class Pkcs11Hsm final : public Hsm {

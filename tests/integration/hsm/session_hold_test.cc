@@ -118,6 +118,7 @@ TEST_CASE("AHolderGivesItsSessionToAThreadWaitingForOneAtItsNextCall" *
           doctest::test_suite("concurrency")) {
   TokenFixture token;
   auto hsm = open_one_session(token, 10s, 5s);
+  const std::uint64_t leases_before = hsm->health().leases;
   std::unique_ptr<hsm::Hsm::SessionHold> hold = hsm->hold_session();
   REQUIRE(hsm->random(8).ok());
   // Another thread (a worker with a single request, the audit's signer) asks for a session.
@@ -134,6 +135,10 @@ TEST_CASE("AHolderGivesItsSessionToAThreadWaitingForOneAtItsNextCall" *
   REQUIRE_MESSAGE(theirs.ok(), theirs.error().to_string());
   CHECK(hsm->health().acquire_timeouts == 0);
   CHECK(hsm->health().in_use == 1);  // the holder took one again
+  // Three takes (the holder's, the other thread's, the holder's again), and the other thread's
+  // wait counted; the holder's second take may have waited too.
+  CHECK(hsm->health().leases - leases_before == 3);
+  CHECK(hsm->health().lease_waits >= 1);
 }
 
 TEST_CASE("TheWatchdogTimesEachCallOfAHoldNotTheWholeHold") {
