@@ -173,9 +173,6 @@ Result<DataKey> Keyring::generate_data_key(std::string_view key, std::size_t byt
     return Error(Code::kInvalidArgument, "a data key is 1 to 1024 bytes");
   }
   KEKD_ASSIGN_OR_RETURN(Target target, primary_target(key));
-  // The random bytes and the wrap on one session: one lease instead of two (within a batch's
-  // hold this one holds nothing more).
-  std::unique_ptr<hsm::Hsm::SessionHold> hold = hsm_.hold_session();
   KEKD_ASSIGN_OR_RETURN(SecretBytes plaintext, hsm_.random(bytes));
   KEKD_ASSIGN_OR_RETURN(Wrapped wrapped, wrap_under(target, plaintext, context));
   DataKey out{std::move(wrapped.key), wrapped.version, std::move(wrapped.ciphertext), std::nullopt};
@@ -201,8 +198,6 @@ Result<Unwrapped> Keyring::unwrap(std::string_view key, ByteView ciphertext,
 
 Result<Wrapped> Keyring::rewrap(std::string_view key, ByteView ciphertext,
                                 const EncryptionContext& context) {
-  // The unwrap and the wrap on one session, as in generate_data_key.
-  std::unique_ptr<hsm::Hsm::SessionHold> hold = hsm_.hold_session();
   KEKD_ASSIGN_OR_RETURN(Unwrapped opened, open_ciphertext(key, ciphertext, context));
   KEKD_ASSIGN_OR_RETURN(Target target, primary_target(key));
   return wrap_under(target, opened.plaintext, context);

@@ -117,15 +117,22 @@ class ApplicationApi(E2ETest):
                     return values
                 time.sleep(0.05)
 
-        self.assertEqual(self.op("datakey", {"bytes": 32}).status, 200)  # credentials cached
+        plaintext = {"plaintext": b64(b"k" * 32)}
+        self.assertEqual(self.op("wrap", plaintext).status, 200)  # credentials cached
         leases, waits, checkpoints, _ = settled()
         for _ in range(3):
-            self.assertEqual(self.op("datakey", {"bytes": 32}).status, 200)
-        after_leases, after_waits, after_checkpoints, unsigned = settled()
-        self.assertEqual(unsigned, 0)
-        # one take per data key (random and wrap on one session), one per checkpoint signed
-        self.assertEqual(after_leases - leases - (after_checkpoints - checkpoints), 3)
-        self.assertGreaterEqual(after_waits, waits)
+            self.assertEqual(self.op("wrap", plaintext).status, 200)
+        single = settled()
+        batch = self.op("wrap", {"items": [plaintext] * 3})
+        self.assertEqual(batch.status, 200)
+        self.assertEqual(len([i for i in batch.json()["items"] if "ciphertext" in i]), 3)
+        after = settled()
+        self.assertEqual([single[3], after[3]], [0, 0])
+        # one take per single wrap, one for a whole batch (its items keep the session), and one
+        # per checkpoint signed meanwhile
+        self.assertEqual(single[0] - leases - (single[2] - checkpoints), 3)
+        self.assertEqual(after[0] - single[0] - (after[2] - single[2]), 1)
+        self.assertGreaterEqual(after[1], waits)
 
     def test_http_ciphertext_unwraps_with_independent_pkcs11_client(self):
         dek = os.urandom(32)

@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <thread>
-#include <utility>
 
 #include "kekd/keys/ciphertext.h"
 #include "support/keyring_harness.h"
@@ -67,29 +66,6 @@ TEST_CASE_FIXTURE(Fixture, "DataKeyRoundTripsWithAndWithoutPlaintext") {
   auto a = h.keyring().generate_data_key("payments", 32, {}, true);
   auto b = h.keyring().generate_data_key("payments", 32, {}, true);
   CHECK(*a->plaintext != *b->plaintext);
-}
-
-// Every operation takes one session from the pool, including those that make two HSM calls
-// (datakey: random, then wrap; rewrap: unwrap, then wrap). A second take costs a lock and, when
-// every session is busy, a second wait in the queue for one.
-TEST_CASE_FIXTURE(Fixture, "EachKeyOperationTakesOneSessionForAllItsHsmCalls") {
-  std::uint64_t mark = hsm->health().leases;
-  auto taken_since_last = [&] {
-    const std::uint64_t now = hsm->health().leases;
-    return now - std::exchange(mark, now);
-  };
-  auto wrapped = h.keyring().wrap("payments", pattern_bytes(32, 9), kContext);
-  REQUIRE(wrapped.ok());
-  CHECK(taken_since_last() == 1);
-  REQUIRE(h.keyring().unwrap("payments", wrapped->ciphertext, kContext).ok());
-  CHECK(taken_since_last() == 1);
-  REQUIRE(h.keyring().generate_data_key("payments", 32, kContext, true).ok());
-  CHECK(taken_since_last() == 1);
-  REQUIRE(h.keyring().rewrap("payments", wrapped->ciphertext, kContext).ok());
-  CHECK(taken_since_last() == 1);
-  // No session is kept once an operation has returned, and none had to be waited for.
-  CHECK(hsm->health().in_use == 0);
-  CHECK(hsm->health().lease_waits == 0);
 }
 
 TEST_CASE_FIXTURE(Fixture, "DataKeyFailsWhenSizeOutOfRange") {
