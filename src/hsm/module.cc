@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "adaptive_mutexes.h"
 #include "ck_result.h"
 
 namespace kekd::hsm {
@@ -37,7 +38,10 @@ Result<std::unique_ptr<Module>> Module::load(const std::string& path) {
   }
 
   CK_C_INITIALIZE_ARGS args{};
-  args.flags = CKF_OS_LOCKING_OK;  // kekd calls the module from a pool of threads
+  // kekd calls the module from a pool of threads. With both the flag and the functions, a module
+  // may use either (PKCS#11 v2.40 §5.4); SoftHSM uses the functions.
+  args.flags = CKF_OS_LOCKING_OK;
+  use_adaptive_mutexes(args);
   CK_RV rv = fn->C_Initialize(&args);
   if (rv != CKR_OK) {
     ::dlclose(handle);

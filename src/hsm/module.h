@@ -12,8 +12,8 @@ namespace kekd::hsm {
 
 class Module {
  public:
-  // Loads the module at path and initialises it for use from several threads with the operating
-  // system's locking primitives (CKF_OS_LOCKING_OK).
+  // Loads the module at path and initialises it for use from several threads, with kekd's
+  // adaptive mutexes for its locking (adaptive_mutexes.h).
   static Result<std::unique_ptr<Module>> load(const std::string& path);
 
   ~Module();

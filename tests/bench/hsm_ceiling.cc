@@ -16,7 +16,10 @@
 //
 //   kekd_hsm_ceiling [--module PATH] [--token-label L] [--pin-file F | --pin-env VAR]
 //                    [--kek-label L] [--seconds 3] [--threads 1,2] [--ops wrap,unwrap,datakey]
-//                    [--dek-bytes 32]
+//                    [--dek-bytes 32] [--mutexes adaptive|os]
+//
+// --mutexes: by default the module locks with kekd's adaptive mutexes (src/hsm/adaptive_mutexes.h),
+// as inside kekd; `os` leaves it its own.
 //
 // Prints one JSON line per (operation, threads):
 //   {"op":"wrap","threads":2,"ops":54000,"seconds":3.000,"ops_per_sec":18000.0}
@@ -40,6 +43,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "adaptive_mutexes.h"
 
 namespace {
 
@@ -159,7 +164,7 @@ std::string trim_padded(const CK_UTF8CHAR* text, std::size_t width) {
 // The module, loaded and initialised as src/hsm/module.cc does.
 class Module {
  public:
-  explicit Module(const std::string& path) {
+  Module(const std::string& path, const std::string& mutexes) {
     handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle_ == nullptr) {
       const char* why = ::dlerror();
@@ -172,6 +177,7 @@ class Module {
     check(get_list(&fn_), "C_GetFunctionList");
     CK_C_INITIALIZE_ARGS args{};
     args.flags = CKF_OS_LOCKING_OK;
+    if (mutexes == "adaptive") kekd::hsm::use_adaptive_mutexes(args);  // as kekd does
     check(fn_->C_Initialize(&args), "C_Initialize");
   }
   ~Module() {
@@ -312,6 +318,7 @@ struct Options {
   std::vector<int> threads{1, 2};
   std::vector<std::string> ops{"wrap", "unwrap", "datakey"};
   std::size_t dek_bytes = 32;
+  std::string mutexes = "adaptive";
 };
 
 // Like kekd's pin_file / pin_env: a trailing line end is not part of the PIN.
@@ -421,11 +428,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"wrap", "unwrap", "datakey"}));
   app.add_option("--dek-bytes", o.dek_bytes, "DEK size; kekd wraps 34 + this, padded to 8")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--mutexes", o.mutexes,
+                 "the module's mutexes: kekd's adaptive ones, or the module's own (os)")
+      ->check(CLI::IsMember({"adaptive", "os"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
     std::string pin = load_pin(o);
-    Module module(o.module);
+    Module module(o.module, o.mutexes);
     CK_FUNCTION_LIST* fn = module.fn();
     CK_SLOT_ID slot = module.find_token(o.token_label);
     int max_threads = 1;
