@@ -266,7 +266,8 @@ Status run_serve(const std::string& config_path) {
       [&raw_hsm] { return static_cast<double>(raw_hsm.health().acquire_timeouts); });
   metrics.add_counter(
       "kekd_hsm_session_leases_total",
-      "HSM sessions taken from the pool: one per operation, or per batch while no one waits.",
+      "HSM sessions taken from the pool: one per HSM call (a data key makes two), or one per batch "
+      "while no one waits.",
       [&raw_hsm] { return static_cast<double>(raw_hsm.health().leases); });
   metrics.add_counter("kekd_hsm_session_waits_total",
                       "Times an operation found no HSM session free and had to wait for one.",

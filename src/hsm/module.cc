@@ -39,7 +39,7 @@ Result<std::unique_ptr<Module>> Module::load(const std::string& path) {
 
   CK_C_INITIALIZE_ARGS args{};
   // kekd calls the module from a pool of threads. With both the flag and the functions, a module
-  // may use either (PKCS#11 v2.40 §5.4); SoftHSM uses the functions.
+  // may use either (PKCS#11 v2.40, C_Initialize); SoftHSM uses the functions.
   args.flags = CKF_OS_LOCKING_OK;
   use_adaptive_mutexes(args);
   CK_RV rv = fn->C_Initialize(&args);
