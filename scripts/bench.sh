@@ -9,7 +9,7 @@
 #      items at 1, 8, 32 and 128 connections and with batches of 100,
 #   4. kekd through the PKCS#11 shim (2 ms per C_WrapKey / C_UnwrapKey, a network HSM) with 16
 #      sessions at 64 connections, against the 16 / 2 ms = 8000 ops/s model, while a second wrk
-#      measures GET /v1/health,
+#      probes GET /v1/health at a steady pace,
 #   5. start-up to ready, before and after adding 1000 KEK versions to the deployment,
 #
 # and prints a table (also written as JSON, path printed at the end) with requests and operations
@@ -30,6 +30,8 @@
 #                                   docs/operations.md advises for a local software token
 #   BENCH_SHIM_SESSIONS [16]  BENCH_SHIM_CONNECTIONS [64]  BENCH_SHIM_DELAY_US [2000]
 #   BENCH_HEALTH_CONNECTIONS [4]    the concurrent health wrk of the shim runs
+#   BENCH_HEALTH_DELAY_MS [5]       its pause between an answer and the next request on a
+#                                   connection (a paced probe, < 800 requests/s); 0 = a flood
 #   BENCH_POPULATE_KEYS [100]  BENCH_POPULATE_VERSIONS [10]  (1000 KEK versions)
 #   BENCH_STARTUP_RUNS [5]          start-ups timed before and after populating
 #   BENCH_SKIP ["" ]                any of: ceiling single batch shim startup
@@ -53,6 +55,7 @@ shim_sessions=${BENCH_SHIM_SESSIONS:-16}
 shim_connections=${BENCH_SHIM_CONNECTIONS:-64}
 shim_delay_us=${BENCH_SHIM_DELAY_US:-2000}
 health_connections=${BENCH_HEALTH_CONNECTIONS:-4}
+health_delay_ms=${BENCH_HEALTH_DELAY_MS:-5}
 populate_keys=${BENCH_POPULATE_KEYS:-100}
 populate_versions=${BENCH_POPULATE_VERSIONS:-10}
 startup_runs=${BENCH_STARTUP_RUNS:-5}
@@ -129,7 +132,8 @@ measure_http() {  # scenario config op batch connections [VAR=VALUE for kekd...]
   kekd_start "$build" "$config" "$port" "$work/kekd.log" "$@"
   if [ "$warmup" != 0 ]; then run_wrk "$op" "$n" "$c" "$warmup" >/dev/null; fi
   if [ "$scenario" = shim ]; then
-    BENCH_OP=health wrk -t1 -c"$health_connections" -d"${seconds}s" --timeout "$wrk_timeout" \
+    BENCH_OP=health BENCH_DELAY_MS=$health_delay_ms wrk -t1 -c"$health_connections" \
+      -d"${seconds}s" --timeout "$wrk_timeout" \
       -s "$root/tests/bench/kekd.lua" "$url" >"$work/health.out" &
     health_pid=$!
   fi
@@ -298,7 +302,8 @@ jq -s \
   --argjson mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" --arg kernel "$(uname -r)" \
   --arg softhsm "$(softhsm2-util --version)" --arg wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f2)" \
   --argjson seconds "$seconds" --argjson warmup "$warmup" --argjson sessions "$sessions" \
-  --argjson ceiling_runs "$ceiling_runs" \
+  --argjson ceiling_runs "$ceiling_runs" --argjson hc0 "$health_connections" \
+  --argjson health_delay_ms "$health_delay_ms" \
   --argjson shim_sessions "$shim_sessions" --argjson shim_delay_us "$shim_delay_us" '
   . as $rows
   | def best($s; $op): [$rows[] | select(.scenario == $s and .op == $op) | .ops_per_sec] | max;
@@ -319,6 +324,7 @@ jq -s \
               loadavg_start: $load_start, loadavg_end: $load_end},
     software: {softhsm: $softhsm, wrk: $wrk},
     settings: {seconds: $seconds, warmup: $warmup, sessions: $sessions, ceiling_runs: $ceiling_runs,
+               health_connections: $hc0, health_delay_ms: $health_delay_ms,
                shim_sessions: $shim_sessions, shim_delay_us: $shim_delay_us,
                shim_model_ops_per_sec: $model},
     rows: $rows,
@@ -366,7 +372,9 @@ jq -s \
   fi
   if jq -e '[.rows[] | select(.scenario == "shim")] | length > 0' "$out" >/dev/null; then
     echo
-    echo "Shim runs: against the in-process ceiling through the same shim, and GET /v1/health meanwhile"
+    probe=$(jq -r '.settings | "\(.health_connections) connections, \(.health_delay_ms) ms apart"' "$out")
+    echo "Shim runs: against the in-process ceiling through the same shim, and GET /v1/health" \
+      "meanwhile ($probe)"
     jq -r 'def f1: . * 10 | round / 10; def f2: . * 100 | round / 100;
       ["op","ops/s","shim ceiling","of ceiling","health conns","health req/s","health p50 ms","health p99 ms","health errors"],
       (.rows[] | select(.scenario == "shim") |

@@ -8,6 +8,9 @@
 --   BENCH_CIPHERTEXTS  unwrap: a file of base64 ciphertexts of BENCH_KEY, one a line, made with
 --                      an empty context; requests cycle through them
 --   KEKD_BENCH_TOKEN   a client token with the operation's grant on BENCH_KEY
+--   BENCH_DELAY_MS     if set and > 0, each connection waits this long between an answer and its
+--                      next request (wrk's delay(); not counted in the latency): a paced probe,
+--                      such as a load balancer's health check, instead of a closed-loop flood
 --
 -- Every data key is 32 bytes. Answers that are not 2xx are counted (for single items wrk's own
 -- count, status >= 400; for batches the script looks at every answer and also counts the items
@@ -17,6 +20,7 @@ local op = os.getenv("BENCH_OP") or "wrap"
 local key = os.getenv("BENCH_KEY") or "demo"
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
 local token = os.getenv("KEKD_BENCH_TOKEN")
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 
 -- Thirty-two bytes as base64, a different value for each i.
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -106,6 +110,12 @@ function init(args)
     for i, body in ipairs(list) do
       requests_list[i] = wrk.format(nil, nil, nil, body)
     end
+  end
+end
+
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
   end
 end
 
