@@ -20,7 +20,12 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [10]              seconds per measured run (wrk and the ceiling)
-#   BENCH_CEILING_RUNS [3]          runs of each ceiling; its median is the ratios' denominator
+#   BENCH_RUNS [3]                  rounds per operation: each measures the ceiling, the single
+#                                   items at BENCH_REPEAT_CONNECTIONS and the batch again (the
+#                                   first round also the other connection counts); the shim's
+#                                   rounds measure its ceiling, wraps and unwraps. Each row is
+#                                   the run with the median ops/s, with every run beside it.
+#   BENCH_REPEAT_CONNECTIONS [32]   the single-item connection count measured in every round
 #   BENCH_WARMUP [2]                seconds of wrk before each measured run (not counted)
 #   BENCH_OPS ["wrap unwrap datakey"]
 #   BENCH_CONNECTIONS ["1 8 32 128"]  connections for single items
@@ -59,7 +64,8 @@ health_delay_ms=${BENCH_HEALTH_DELAY_MS:-5}
 populate_keys=${BENCH_POPULATE_KEYS:-100}
 populate_versions=${BENCH_POPULATE_VERSIONS:-10}
 startup_runs=${BENCH_STARTUP_RUNS:-5}
-ceiling_runs=${BENCH_CEILING_RUNS:-3}
+runs=${BENCH_RUNS:-3}
+repeat_connections=${BENCH_REPEAT_CONNECTIONS:-32}
 skip=" ${BENCH_SKIP:-} "
 build=${BENCH_BUILD:-$root/build-bench}
 wrk_timeout=5s
@@ -125,10 +131,13 @@ run_wrk() {  # op batch connections seconds
   echo "$result"
 }
 
-# One measured wrk run on a freshly started kekd: warm-up, run, VmHWM, stop. Appends a row.
-measure_http() {  # scenario config op batch connections [VAR=VALUE for kekd...]
-  local scenario=$1 config=$2 op=$3 n=$4 c=$5 result hwm health=null
-  shift 5
+# One measured wrk run on a freshly started kekd: warm-up, run, VmHWM, stop. Appends a row to
+# $http_runs_file, tagged with the round; http_median makes the table's rows from them.
+http_runs_file="$work/http-runs.jsonl"
+: >"$http_runs_file"
+measure_http() {  # scenario config op batch connections round [VAR=VALUE for kekd...]
+  local scenario=$1 config=$2 op=$3 n=$4 c=$5 run=$6 result hwm health=null
+  shift 6
   kekd_start "$build" "$config" "$port" "$work/kekd.log" "$@"
   if [ "$warmup" != 0 ]; then run_wrk "$op" "$n" "$c" "$warmup" >/dev/null; fi
   if [ "$scenario" = shim ]; then
@@ -147,8 +156,9 @@ measure_http() {  # scenario config op batch connections [VAR=VALUE for kekd...]
   hwm=$(kekd_hwm_kib)
   kekd_stop
   jq -nc --arg scenario "$scenario" --argjson c "$c" --argjson w "$result" --argjson hwm "$hwm" \
-    --argjson health "$health" --argjson hc "$health_connections" --argjson sessions "$(sed -n 's/^sessions = //p' "$config")" \
-    '{scenario: $scenario, op: $w.op, connections: $c, batch: $w.batch, sessions: $sessions,
+    --argjson health "$health" --argjson hc "$health_connections" --argjson run "$run" \
+    --argjson sessions "$(sed -n 's/^sessions = //p' "$config")" \
+    '{scenario: $scenario, run: $run, op: $w.op, connections: $c, batch: $w.batch, sessions: $sessions,
       requests: $w.requests, seconds: $w.seconds, rps: $w.rps, ops_per_sec: $w.ops_per_sec,
       p50_ms: $w.p50_ms, p90_ms: $w.p90_ms, p99_ms: $w.p99_ms, max_ms: $w.max_ms,
       non2xx: $w.non2xx, item_errors: $w.item_errors, socket_errors: $w.socket_errors,
@@ -158,18 +168,22 @@ measure_http() {  # scenario config op batch connections [VAR=VALUE for kekd...]
      + (if $health == null then {} else {health: {connections: $hc,
           rps: $health.rps, p50_ms: $health.p50_ms, p99_ms: $health.p99_ms,
           max_ms: $health.max_ms, non2xx: $health.non2xx,
-          socket_errors: $health.socket_errors}} end)' >>"$rows"
-  say "$(tail -1 "$rows" | jq -r '"  \(.scenario) \(.op) c=\(.connections) batch=\(.batch): \(.ops_per_sec) ops/s, p99 \(.p99_ms) ms"')"
+          socket_errors: $health.socket_errors}} end)' >>"$http_runs_file"
+  say "$(tail -1 "$http_runs_file" | jq -r '"  \(.scenario) \(.op) c=\(.connections) batch=\(.batch): \(.ops_per_sec) ops/s, p99 \(.p99_ms) ms"')"
 }
 
-# The in-process ceiling. Each call is one run: one JSON row per (op, threads) in $ceiling_runs_file,
-# tagged with the run's number. ceiling_median then writes one row per (op, threads) to $rows:
-# the median of the runs, with every run's ops/s beside it. A single 10-s run of SoftHSM on a
-# shared 2-CPU VM can land 40 % off its neighbours (docs/performance.md, "Reading the table"),
-# and that one number would be the denominator of every ratio of its operation.
+# Every measurement below is repeated in $runs rounds, and the rounds of one operation alternate
+# the ceiling with kekd: ceiling, kekd's rows, ceiling, kekd's rows, ... A single 10-s run on a
+# shared 2-CPU VM can land 40 % off its neighbours (docs/performance.md, "Reading the table"), and
+# one run of the ceiling was the denominator of every ratio of its operation; alternating lets the
+# machine's drift over those minutes reach both sides alike.
+
+# The in-process ceiling, one run: one JSON row per (op, threads) in $ceiling_runs_file, tagged
+# with the round. ceiling_median then writes one row per (op, threads) to $rows: the median of
+# the runs, with every run's ops/s beside it.
 ceiling_runs_file="$work/ceiling-runs.jsonl"
 : >"$ceiling_runs_file"
-measure_ceiling() {  # scenario module threads ops run [VAR=VALUE for the program...]
+measure_ceiling() {  # scenario module threads ops round [VAR=VALUE for the program...]
   local scenario=$1 module=$2 threads=$3 list=$4 run=$5 before
   shift 5
   before=$(wc -l <"$ceiling_runs_file")
@@ -179,8 +193,7 @@ measure_ceiling() {  # scenario module threads ops run [VAR=VALUE for the progra
     jq -c --arg scenario "$scenario" --argjson run "$run" '{scenario: $scenario, run: $run} + .' \
       >>"$ceiling_runs_file"
   say "$(tail -n +"$((before + 1))" "$ceiling_runs_file" |
-    jq -rs '.[0].run as $run | map("\(.op) \(.threads) thread(s): \(.ops_per_sec) ops/s") |
-      "  run \($run): " + join(", ")')"
+    jq -rs 'map("\(.op) \(.threads) thread(s): \(.ops_per_sec) ops/s") | "  " + join(", ")')"
 }
 ceiling_median() {  # scenario: appends the medians of that scenario's runs to $rows
   jq -sc --arg scenario "$1" '
@@ -191,52 +204,68 @@ ceiling_median() {  # scenario: appends the medians of that scenario's runs to $
                      else ($s[$s | length / 2 - 1] + $s[$s | length / 2]) / 2 end),
        runs: map(.ops_per_sec), seconds: .[0].seconds}' "$ceiling_runs_file" >>"$rows"
 }
-# The runs of one operation's ceiling are spread over that operation's kekd rows: the first
-# before the single-item rows, the second between them and the batch, the rest after the batch,
-# so that the machine's drift over those minutes reaches the ceiling as it reaches kekd.
-ceiling_run() {  # op run
-  if [[ $skip != *" ceiling "* ]] && [ "$2" -le "$ceiling_runs" ]; then
-    say "ceiling: $1, 1 and 2 threads, ${seconds}s each (run $2 of $ceiling_runs)"
-    measure_ceiling ceiling /usr/lib/softhsm/libsofthsm2.so 1,2 "$1" "$2"
-  fi
+# kekd's rows: each (scenario, op, connections, batch) becomes the run with the median ops/s (the
+# lower middle one for an even count), in the order first measured, with every run's ops/s and
+# p99 beside it. Errors are the sum over the runs and the peak RSS the highest: a target on
+# those holds for every run, not for the median one.
+http_median() {
+  jq -sc '
+    def key: [.scenario, .op, .connections, .batch];
+    def total(f): map(f // 0) | add;
+    . as $all
+    | (reduce $all[] as $r ([]; if any(.[]; . == ($r | key)) then . else . + [$r | key] end)) as $keys
+    | $keys[] as $k
+    | [$all[] | select(key == $k)] as $g
+    | ($g | sort_by(.ops_per_sec)) as $sorted
+    | $sorted[($sorted | length - 1) / 2 | floor]
+    | del(.run)
+    | . + {runs: ($g | map(.ops_per_sec)), p99_runs: ($g | map(.p99_ms)),
+           peak_rss_kib: ($g | map(.peak_rss_kib) | max),
+           non2xx: ($g | total(.non2xx)), item_errors: ($g | total(.item_errors)),
+           socket_errors: ($g | total(.socket_errors))}
+    | if .health then
+        .health += {p99_runs: ($g | map(.health.p99_ms)), non2xx: ($g | total(.health.non2xx)),
+                    socket_errors: ($g | total(.health.socket_errors))}
+      else . end' "$http_runs_file" >>"$rows"
 }
 
 for op in $ops; do
-  ceiling_run "$op" 1
-  if [[ $skip != *" single "* ]]; then
-    for c in $connections; do
-      say "kekd: $op, single items, $c connections"
-      measure_http single "$var/bench.toml" "$op" 1 "$c"
-    done
-  fi
-  ceiling_run "$op" 2
-  if [[ $skip != *" batch "* ]]; then
-    say "kekd: $op, batches of $batch, $batch_connections connections"
-    measure_http batch "$var/bench.toml" "$op" "$batch" "$batch_connections"
-  fi
-  for run in $(seq 3 "$ceiling_runs"); do ceiling_run "$op" "$run"; done
+  for run in $(seq 1 "$runs"); do
+    if [[ $skip != *" ceiling "* ]]; then
+      say "ceiling: $op, 1 and 2 threads, ${seconds}s each (round $run of $runs)"
+      measure_ceiling ceiling /usr/lib/softhsm/libsofthsm2.so 1,2 "$op" "$run"
+    fi
+    if [[ $skip != *" single "* ]]; then
+      for c in $connections; do
+        # The first round measures every connection count; the others the targets' count again.
+        if [ "$run" = 1 ] || [ "$c" = "$repeat_connections" ]; then
+          say "kekd: $op, single items, $c connections (round $run)"
+          measure_http single "$var/bench.toml" "$op" 1 "$c" "$run"
+        fi
+      done
+    fi
+    if [[ $skip != *" batch "* ]]; then
+      say "kekd: $op, batches of $batch, $batch_connections connections (round $run)"
+      measure_http batch "$var/bench.toml" "$op" "$batch" "$batch_connections" "$run"
+    fi
+  done
 done
 ceiling_median ceiling
 
 shim_env=(KEKD_SHIM_MODULE=/usr/lib/softhsm/libsofthsm2.so
   "KEKD_SHIM_DELAY=C_WrapKey=$shim_delay_us,C_UnwrapKey=$shim_delay_us")
 if [[ $skip != *" shim "* ]]; then
-  # The shim-ceiling's runs bracket the two shim rows the same way: before, between, after.
-  shim_ceiling_run() {  # run
-    if [ "$1" -le "$ceiling_runs" ]; then
-      say "shim ceiling: wrap and unwrap on $shim_sessions threads, ${shim_delay_us} us per call (run $1 of $ceiling_runs)"
-      measure_ceiling shim-ceiling "$shim" "$shim_sessions" wrap,unwrap "$1" "${shim_env[@]}"
-    fi
-  }
-  shim_ceiling_run 1
-  say "kekd through the shim: wrap, $shim_connections connections, $shim_sessions sessions"
-  measure_http shim "$var/bench-shim.toml" wrap 1 "$shim_connections" "${shim_env[@]}"
-  shim_ceiling_run 2
-  say "kekd through the shim: unwrap, $shim_connections connections, $shim_sessions sessions"
-  measure_http shim "$var/bench-shim.toml" unwrap 1 "$shim_connections" "${shim_env[@]}"
-  for run in $(seq 3 "$ceiling_runs"); do shim_ceiling_run "$run"; done
+  for run in $(seq 1 "$runs"); do
+    say "shim ceiling: wrap and unwrap on $shim_sessions threads, ${shim_delay_us} us per call (round $run of $runs)"
+    measure_ceiling shim-ceiling "$shim" "$shim_sessions" wrap,unwrap "$run" "${shim_env[@]}"
+    for op in wrap unwrap; do
+      say "kekd through the shim: $op, $shim_connections connections, $shim_sessions sessions (round $run)"
+      measure_http shim "$var/bench-shim.toml" "$op" 1 "$shim_connections" "$run" "${shim_env[@]}"
+    done
+  done
   ceiling_median shim-ceiling
 fi
+http_median
 
 if [ "${BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   say "perf: wrap, 32 connections, ${seconds}s (not part of the table)"
@@ -302,7 +331,7 @@ jq -s \
   --argjson mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" --arg kernel "$(uname -r)" \
   --arg softhsm "$(softhsm2-util --version)" --arg wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f2)" \
   --argjson seconds "$seconds" --argjson warmup "$warmup" --argjson sessions "$sessions" \
-  --argjson ceiling_runs "$ceiling_runs" --argjson hc0 "$health_connections" \
+  --argjson runs "$runs" --argjson hc0 "$health_connections" \
   --argjson health_delay_ms "$health_delay_ms" \
   --argjson shim_sessions "$shim_sessions" --argjson shim_delay_us "$shim_delay_us" '
   . as $rows
@@ -323,7 +352,7 @@ jq -s \
     machine: {nproc: $nproc, cpu: $cpu, mem_mib: ($mem_kib / 1024 | floor), kernel: $kernel,
               loadavg_start: $load_start, loadavg_end: $load_end},
     software: {softhsm: $softhsm, wrk: $wrk},
-    settings: {seconds: $seconds, warmup: $warmup, sessions: $sessions, ceiling_runs: $ceiling_runs,
+    settings: {seconds: $seconds, warmup: $warmup, sessions: $sessions, runs: $runs,
                health_connections: $hc0, health_delay_ms: $health_delay_ms,
                shim_sessions: $shim_sessions, shim_delay_us: $shim_delay_us,
                shim_model_ops_per_sec: $model},
@@ -331,12 +360,14 @@ jq -s \
     targets: ([
       ($rows[] | select(.scenario == "single" and .connections == 32) |
         target("single \(.op) at 32 connections >= 60% of ceiling"; .ratio; .ratio >= 0.6),
-        target("single \(.op) at 32 connections p99 < 5 ms"; .p99_ms; .p99_ms < 5)),
+        target("single \(.op) at 32 connections p99 < 5 ms (worst run)"; (.p99_runs | max);
+               (.p99_runs | max) < 5)),
       ($rows[] | select(.scenario == "batch") |
         target("batch \(.op) >= 85% of ceiling"; .ratio; .ratio >= 0.85)),
       ($rows[] | select(.scenario == "shim") |
         target("shim \(.op) >= 80% of \($model) ops/s"; .ratio; .ratio >= 0.8),
-        target("shim \(.op): health p99 < 10 ms"; .health.p99_ms; (.health.p99_ms // 1e9) < 10)),
+        target("shim \(.op): health p99 < 10 ms (worst run)"; (.health.p99_runs | max);
+               (.health.p99_runs | max // 1e9) < 10)),
       ([http | .peak_rss_kib] | max | select(. != null) |
         target("peak RSS < 100 MiB"; (. / 1024); . / 1024 < 100)),
       ($rows[] | select(.scenario == "startup" and .phase == "after-populate") |
@@ -359,15 +390,17 @@ jq -s \
     column -t -s $'\t'
   if jq -e '[.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim")] | length > 0' "$out" >/dev/null; then
   echo
-  echo "kekd over HTTP/1.1 keep-alive (wrk); ratio = ops/s / ceiling (the higher of the op's 1- and 2-thread medians)"
+  echo "kekd over HTTP/1.1 keep-alive (wrk): the run with the median ops/s; ratio = ops/s / ceiling"
+  echo "(the higher of the op's 1- and 2-thread medians); errors summed and RSS the peak over the runs"
   jq -r 'def f1: . * 10 | round / 10; def f2: . * 100 | round / 100;
-    ["scenario","op","conns","batch","sess","req/s","ops/s","p50 ms","p99 ms","ceiling","ratio","RSS MiB","non2xx","item err","sock err"],
+    ["scenario","op","conns","batch","sess","req/s","ops/s","p50 ms","p99 ms","ceiling","ratio","RSS MiB","non2xx","item err","sock err","runs ops/s"],
     (.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim") |
       [.scenario, .op, .connections, .batch, .sessions, (.rps | floor), (.ops_per_sec | floor),
        (.p50_ms | f2), (.p99_ms | f2),
        (if .scenario == "shim" then "model \(.model_ops_per_sec)" else (.ceiling_ops_per_sec // 0 | floor) end),
        (if .ratio then "\(.ratio * 100 | f1)%" else "-" end),
-       (.peak_rss_kib / 1024 | f1), .non2xx, .item_errors, .socket_errors]) | @tsv' "$out" |
+       (.peak_rss_kib / 1024 | f1), .non2xx, .item_errors, .socket_errors,
+       (.runs // [.ops_per_sec] | map(floor | tostring) | join(" "))]) | @tsv' "$out" |
     column -t -s $'\t'
   fi
   if jq -e '[.rows[] | select(.scenario == "shim")] | length > 0' "$out" >/dev/null; then
