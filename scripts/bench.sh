@@ -4,12 +4,13 @@
 #   1. builds kekd in release mode (build-bench/, with the test programs: the in-process ceiling,
 #      the PKCS#11 shim, the populate tool),
 #   2. makes a fresh deployment (scripts/dev.sh: a new SoftHSM token, key "demo", a client),
-#   3. for wrap, unwrap and datakey of 32-byte keys: the in-process ceiling (kekd's PKCS#11 calls
-#      in a C++ loop, 1 and 2 threads), then kekd over HTTP/1.1 keep-alive (wrk) with single
-#      items at 1, 8, 32 and 128 connections and with batches of 100,
-#   4. kekd through the PKCS#11 shim (2 ms per C_WrapKey / C_UnwrapKey, a network HSM) with 16
-#      sessions at 64 connections, against the 16 / 2 ms = 8000 ops/s model, while a second wrk
-#      probes GET /v1/health at a steady pace,
+#   3. for wrap, unwrap and datakey of 32-byte keys, in BENCH_RUNS rounds: the in-process ceiling
+#      (kekd's PKCS#11 calls in a C++ loop, 1 and 2 threads), then kekd over HTTP/1.1 keep-alive
+#      (wrk) with single items (1, 8, 32 and 128 connections in the first round, 32 in the
+#      others) and with batches of 100,
+#   4. in BENCH_RUNS rounds, kekd through the PKCS#11 shim (2 ms per C_WrapKey / C_UnwrapKey, a
+#      network HSM) with 16 sessions at 64 connections, against the 16 / 2 ms = 8000 ops/s model,
+#      while a second wrk probes GET /v1/health at a steady pace,
 #   5. start-up to ready, before and after adding 1000 KEK versions to the deployment,
 #
 # and prints a table (also written as JSON, path printed at the end) with requests and operations
