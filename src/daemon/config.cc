@@ -52,6 +52,7 @@ const std::set<std::string> kKnown = {"server",
                                       "ceremony.default_destroy_delay",
                                       "audit",
                                       "audit.mode",
+                                      "audit.commit_delay_us",
                                       "kms",
                                       "kms.region",
                                       "kms.account",
@@ -250,6 +251,9 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   } else {
     return bad("audit.mode must be \"durable\" or \"async\"");
   }
+  // Up to 10 ms: beyond a few fsyncs' time the wait only adds latency.
+  KEKD_RETURN_IF_ERROR(
+      read_size(root, "audit.commit_delay_us", c.audit.commit_delay_us, 0, 10'000));
 
   if (c.hsm.pin_file.empty() && c.hsm.pin_env.empty()) {
     return bad("set hsm.pin_file or hsm.pin_env: the PIN is never taken from the command line");

@@ -220,6 +220,7 @@ Status run_serve(const std::string& config_path) {
   if (config.audit.mode != AuditMode::kOff) {
     audit::AuditOptions audit_options;
     audit_options.durable = config.audit.mode == AuditMode::kDurable;
+    audit_options.commit_delay = std::chrono::microseconds(config.audit.commit_delay_us);
     KEKD_ASSIGN_OR_RETURN(audit_log,
                           audit::AuditLog::open(*d.store, metered, std::string(kSigningKeyLabel),
                                                 std::move(audit_options)));

@@ -80,6 +80,7 @@ std::string to_toml(const Config& c) {
   t += "default_destroy_delay = " + millis(c.ceremony.default_destroy_delay) + "\n";
   t += "[audit]\nmode = ";
   t += c.audit.mode == daemon::AuditMode::kAsync ? "\"async\"\n" : "\"durable\"\n";
+  t += "commit_delay_us = " + std::to_string(c.audit.commit_delay_us) + "\n";
   t += "[kms]\nregion = " + quoted(c.kms.region) + "\naccount = " + quoted(c.kms.account) + "\n";
   t += "[log]\nlevel = " + quoted(c.log_level) + "\n";
   return t;
@@ -154,7 +155,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(a.ceremony.ttl == c.ceremony.ttl &&
              a.ceremony.min_destroy_delay == c.ceremony.min_destroy_delay &&
              a.ceremony.default_destroy_delay == c.ceremony.default_destroy_delay);
-  FUZZ_CHECK(a.audit.mode == c.audit.mode);
+  FUZZ_CHECK(a.audit.mode == c.audit.mode && a.audit.commit_delay_us == c.audit.commit_delay_us);
   FUZZ_CHECK(a.kms.region == c.kms.region && a.kms.account == c.kms.account);
   FUZZ_CHECK(a.log_level == c.log_level);
   return 0;

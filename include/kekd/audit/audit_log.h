@@ -48,6 +48,11 @@ struct AuditOptions {
   // Above this many queued events record() waits for room (it only matters with durable = false:
   // durable callers wait for their batch anyway).
   std::size_t max_queue = 65536;
+  // Group commit with a wait: when the last transaction held 4 records or more (others are in
+  // flight) and fewer than that are queued, the writer waits up to this long for the queue to
+  // reach the last batch's size before it commits. 0: commit at once. kekd's default is the
+  // config's (audit.commit_delay_us).
+  std::chrono::microseconds commit_delay{0};
   // Record and checkpoint times. Tests replace it; times along the chain never decrease even if
   // it does.
   std::function<UnixMillis()> clock = now_millis;
@@ -122,7 +127,8 @@ class AuditLog final : public AuditSink {
   // Normalizes the events and queues them for `waiter` (waiter->pending counts what is queued and
   // not yet committed). An error for an invalid event, or once closing (then the events queued
   // before stay queued). Called with mu_ held through `lock`.
-  Status enqueue(std::vector<AuditEvent>& events, Waiter* waiter, std::unique_lock<std::mutex>& lock);
+  Status enqueue(std::vector<AuditEvent>& events, Waiter* waiter,
+                 std::unique_lock<std::mutex>& lock);
   void write_loop();
   void checkpoint_loop();
   // Sequences and appends a batch, re-sequencing after another writer moved the store's head.
@@ -146,7 +152,10 @@ class AuditLog final : public AuditSink {
   bool closing_ = false;            // no new events; the writer drains the queue and exits
   bool stop_checkpointer_ = false;  // set once the writer has exited
   bool checkpointer_idle_ = false;  // it waits for a commit, not for its interval (under mu_)
-  Head committed_;                  // the head as of the last commit, for the checkpointer
+  // While the writer waits out commit_delay: enqueue wakes it only once this many are queued.
+  std::size_t delay_target_ = 0;
+  std::size_t last_batch_ = 0;  // records in the writer's last transaction
+  Head committed_;              // the head as of the last commit, for the checkpointer
   std::int64_t checkpoint_seq_ = 0;
   AuditStats stats_;
 

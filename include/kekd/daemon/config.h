@@ -59,6 +59,9 @@ enum class AuditMode {
 
 struct AuditConfig {
   AuditMode mode = AuditMode::kDurable;
+  // audit::AuditOptions::commit_delay, in microseconds; 0 commits at once. The default was
+  // measured (docs/performance.md, "Group commit with a wait").
+  std::size_t commit_delay_us = 200;
 };
 
 // The AWS KMS-compatible API (docs/aws-kms.md): the region clients sign for, and the account

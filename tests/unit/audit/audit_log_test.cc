@@ -1,5 +1,6 @@
-// AuditLog: group commit under concurrency, resuming, the store error path, checkpoints (while
-// records arrive, not while idle, at start-up after a crash, at close), several writers.
+// AuditLog: group commit under concurrency and its wait (commit_delay), resuming, the store error
+// path, checkpoints (while records arrive, not while idle, at start-up after a crash, at close),
+// several writers.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -375,6 +376,78 @@ TEST_CASE("AuditNonDurableModeStillWritesEverything") {
   audit::VerifyResult result = f.verify_store(strict);
   CHECK_MESSAGE(result.ok, result.failure);
   CHECK(result.records == 200);
+}
+
+// The waits below are 30 s, longer than eventually()'s 20-s deadline: a test passes only if the
+// writer stopped waiting for the reason it should, not because the delay ran out.
+constexpr std::chrono::seconds kLongCommitDelay{30};
+
+std::vector<audit::AuditEvent> events(const std::string& prefix, int n) {
+  std::vector<audit::AuditEvent> list;
+  for (int i = 0; i < n; ++i) {
+    list.push_back(audit_event("app", prefix + std::to_string(i)));
+  }
+  return list;
+}
+
+TEST_CASE("AuditCommitDelayWaitsForAsManyRecordsAsTheLastTransactionHeld") {
+  AuditFixture f;
+  AuditOptions options;
+  options.commit_delay = kLongCommitDelay;
+  auto log = open_log(*f.store, f.hsm, options);
+  require_ok(log->record_all(events("first-", 4)));
+  CHECK(log->stats().transactions == 1);
+
+  // Fewer queued than the last transaction's four: the writer waits for a fourth.
+  std::atomic<int> durable{0};
+  std::atomic<int> failed{0};
+  auto on_durable = [&](Status s) { (s.ok() ? durable : failed) += 1; };
+  for (int i = 0; i < 3; ++i) {
+    log->submit(events("next-" + std::to_string(i) + "-", 1), on_durable);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(durable == 0);
+  CHECK(log->stats().records == 4);
+
+  // The fourth fills the batch: all four commit at once, in one transaction.
+  log->submit(events("last-", 1), on_durable);
+  REQUIRE(eventually([&] { return durable == 4; }));
+  CHECK(log->stats().transactions == 2);
+  CHECK(log->stats().records == 8);
+
+  // close() ends a wait at once and still commits what waited.
+  log->submit(events("closing-", 1), on_durable);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(durable == 4);
+  const auto start = std::chrono::steady_clock::now();
+  require_ok(log->close());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  CHECK(durable == 5);
+  CHECK(failed == 0);
+  CHECK(log->stats().records == 9);
+  audit::VerifyOptions strict;
+  strict.require_checkpoint = true;
+  audit::VerifyResult result = f.verify_store(strict);
+  CHECK_MESSAGE(result.ok, result.failure);
+  CHECK(result.records == 9);
+}
+
+TEST_CASE("AuditCommitDelayNeverDelaysOneToThreeCallers") {
+  AuditFixture f;
+  AuditOptions options;
+  options.commit_delay = kLongCommitDelay;
+  auto log = open_log(*f.store, f.hsm, options);
+  // Transactions of one to three records are too few to wait after: each call below would
+  // otherwise take 30 s.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    require_ok(log->record(audit_event("app", std::to_string(i))));
+  }
+  require_ok(log->record_all(events("three-", 3)));
+  require_ok(log->record(audit_event("app", "after-three")));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  CHECK(log->stats().transactions == 5);
+  require_ok(log->close());
 }
 
 TEST_SUITE_END();

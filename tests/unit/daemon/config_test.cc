@@ -1,6 +1,6 @@
-// kekd.toml loading: the shape of the file (sections are tables of values, keys are plain) and
-// server.listen. Each refused input is also a regression case of the config fuzz target
-// (tests/fuzz/corpus/config/regression-*).
+// kekd.toml loading: the shape of the file (sections are tables of values, keys are plain),
+// server.listen and audit.commit_delay_us. Each refused shape and listen address is also a
+// regression case of the config fuzz target (tests/fuzz/corpus/config/regression-*).
 #include <doctest/doctest.h>
 
 #include "kekd/daemon/config.h"
@@ -67,5 +67,25 @@ TEST_CASE("IoThreadsDefaultToOnePerFourCpusAndAConfiguredNumberWins") {
   CHECK(refused("[server]\nio_threads = 65\n").message().find("server.io_threads") !=
         std::string::npos);
   CHECK(refused("[server]\nio_threads = -1\n").message().find("server.io_threads") !=
+        std::string::npos);
+}
+
+TEST_CASE("AuditCommitDelayDefaultsTo200MicrosecondsAndIsBounded") {
+  Result<Config> c = parse_config("", "/etc/kekd");
+  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  CHECK(c->audit.commit_delay_us == 200);
+
+  Result<Config> off = parse_config("[audit]\ncommit_delay_us = 0\n", "/etc/kekd");
+  REQUIRE_MESSAGE(off.ok(), off.error().to_string());
+  CHECK(off->audit.commit_delay_us == 0);
+  Result<Config> most = parse_config("[audit]\ncommit_delay_us = 10000\n", "/etc/kekd");
+  REQUIRE_MESSAGE(most.ok(), most.error().to_string());
+  CHECK(most->audit.commit_delay_us == 10000);
+
+  CHECK(refused("[audit]\ncommit_delay_us = 10001\n").message() ==
+        "config: audit.commit_delay_us must be between 0 and 10000");
+  CHECK(refused("[audit]\ncommit_delay_us = -1\n").message() ==
+        "config: audit.commit_delay_us must be between 0 and 10000");
+  CHECK(refused("[audit]\ncommit_delay_us = \"200us\"\n").message().find("audit.commit_delay_us") !=
         std::string::npos);
 }
