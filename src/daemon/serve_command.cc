@@ -114,6 +114,12 @@ void add_audit_metrics(api::Metrics& metrics, const audit::AuditLog& log) {
   metrics.add_counter("kekd_audit_transactions_total",
                       "Store transactions (fsyncs) that committed them: group commit.",
                       stat(&audit::AuditStats::transactions));
+  metrics.add_counter("kekd_audit_commit_waits_total",
+                      "Times the audit writer waited for a fuller batch (audit.commit_delay_us).",
+                      stat(&audit::AuditStats::commit_waits));
+  metrics.add_counter("kekd_audit_commit_wait_timeouts_total",
+                      "Of those waits, the ones the delay ended before the batch filled.",
+                      stat(&audit::AuditStats::commit_wait_timeouts));
   metrics.add_counter("kekd_audit_failed_records_total",
                       "Audit records the store refused; their requests were answered 503.",
                       stat(&audit::AuditStats::failed_records));

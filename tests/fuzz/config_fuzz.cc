@@ -128,6 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
              daemon::is_loopback(c.server.host));
   FUZZ_CHECK(c.ceremony.ttl > 0 && c.ceremony.min_destroy_delay > 0);
   FUZZ_CHECK(c.ceremony.default_destroy_delay >= c.ceremony.min_destroy_delay);
+  FUZZ_CHECK(c.audit.commit_delay_us <= 10'000);
   FUZZ_CHECK(c.kms.account.size() == 12);
   FUZZ_CHECK(!c.kms.region.empty() && c.kms.region.size() <= 32);
   FUZZ_CHECK(absolute_or_empty(c.server.tls_cert) && absolute_or_empty(c.server.tls_key) &&

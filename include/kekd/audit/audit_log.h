@@ -4,7 +4,8 @@
 // Group commit: record() queues the event and blocks; one writer thread takes everything queued,
 // assigns seq, time, prev and hash, appends it in one store transaction (one fsync), and then wakes
 // every caller of that batch. While a commit runs, new events queue for the next one, so the
-// number of fsyncs grows with time, not with the number of records.
+// number of fsyncs grows with time, not with the number of records. Under load the writer may
+// also wait up to commit_delay for a fuller batch before it commits (AuditOptions).
 //
 // Checkpoints: a second thread signs the chain head through hsm.sign when records have been added
 // since the last checkpoint, at most one interval after the previous one (so at least once per
@@ -48,8 +49,8 @@ struct AuditOptions {
   // Above this many queued events record() waits for room (it only matters with durable = false:
   // durable callers wait for their batch anyway).
   std::size_t max_queue = 65536;
-  // Group commit with a wait: when the last transaction held 4 records or more (others are in
-  // flight) and fewer than that are queued, the writer waits up to this long for the queue to
+  // Group commit with a wait: when the last transaction held 4 records or more (records arrive
+  // together) and fewer than that are queued, the writer waits up to this long for the queue to
   // reach the last batch's size before it commits. 0: commit at once. kekd's default is the
   // config's (audit.commit_delay_us).
   std::chrono::microseconds commit_delay{0};
@@ -59,14 +60,16 @@ struct AuditOptions {
 };
 
 struct AuditStats {
-  std::uint64_t records = 0;             // records committed by this log
-  std::uint64_t transactions = 0;        // store transactions that committed them
-  std::uint64_t failed_records = 0;      // records whose batch the store refused
-  std::uint64_t checkpoints = 0;         // checkpoints signed and stored
-  std::uint64_t failed_checkpoints = 0;  // attempts that failed (HSM or store); retried later
-  std::int64_t last_seq = 0;             // the chain head
-  std::int64_t last_checkpoint_seq = 0;  // the record the last checkpoint covers
-  std::size_t queued = 0;                // events waiting for the next batch, now
+  std::uint64_t records = 0;               // records committed by this log
+  std::uint64_t transactions = 0;          // store transactions that committed them
+  std::uint64_t commit_waits = 0;          // waits before a commit for a fuller batch
+  std::uint64_t commit_wait_timeouts = 0;  // of those, the ones commit_delay ended unfilled
+  std::uint64_t failed_records = 0;        // records whose batch the store refused
+  std::uint64_t checkpoints = 0;           // checkpoints signed and stored
+  std::uint64_t failed_checkpoints = 0;    // attempts that failed (HSM or store); retried later
+  std::int64_t last_seq = 0;               // the chain head
+  std::int64_t last_checkpoint_seq = 0;    // the record the last checkpoint covers
+  std::size_t queued = 0;                  // events waiting for the next batch, now
 };
 
 class AuditLog final : public AuditSink {

@@ -35,6 +35,15 @@ nlohmann::json stored_record(store::AuditStore& store, std::int64_t seq) {
   return nlohmann::json::parse(page->records[0].record);
 }
 
+// n events of one principal, with request ids prefix0, prefix1, ...
+std::vector<audit::AuditEvent> events(const std::string& prefix, int n) {
+  std::vector<audit::AuditEvent> list;
+  for (int i = 0; i < n; ++i) {
+    list.push_back(audit_event("app", prefix + std::to_string(i)));
+  }
+  return list;
+}
+
 // Polls until pred() holds, up to a generous deadline for a busy machine.
 template <typename Pred>
 bool eventually(Pred pred) {
@@ -382,16 +391,12 @@ TEST_CASE("AuditNonDurableModeStillWritesEverything") {
 // writer stopped waiting for the reason it should, not because the delay ran out.
 constexpr std::chrono::seconds kLongCommitDelay{30};
 
-std::vector<audit::AuditEvent> events(const std::string& prefix, int n) {
-  std::vector<audit::AuditEvent> list;
-  for (int i = 0; i < n; ++i) {
-    list.push_back(audit_event("app", prefix + std::to_string(i)));
-  }
-  return list;
-}
-
 TEST_CASE("AuditCommitDelayWaitsForAsManyRecordsAsTheLastTransactionHeld") {
   AuditFixture f;
+  // Before the log: its close(), at the end of the scope, may still call on_durable.
+  std::atomic<int> durable{0};
+  std::atomic<int> failed{0};
+  auto on_durable = [&](Status s) { (s.ok() ? durable : failed) += 1; };
   AuditOptions options;
   options.commit_delay = kLongCommitDelay;
   auto log = open_log(*f.store, f.hsm, options);
@@ -399,9 +404,6 @@ TEST_CASE("AuditCommitDelayWaitsForAsManyRecordsAsTheLastTransactionHeld") {
   CHECK(log->stats().transactions == 1);
 
   // Fewer queued than the last transaction's four: the writer waits for a fourth.
-  std::atomic<int> durable{0};
-  std::atomic<int> failed{0};
-  auto on_durable = [&](Status s) { (s.ok() ? durable : failed) += 1; };
   for (int i = 0; i < 3; ++i) {
     log->submit(events("next-" + std::to_string(i) + "-", 1), on_durable);
   }
@@ -414,6 +416,8 @@ TEST_CASE("AuditCommitDelayWaitsForAsManyRecordsAsTheLastTransactionHeld") {
   REQUIRE(eventually([&] { return durable == 4; }));
   CHECK(log->stats().transactions == 2);
   CHECK(log->stats().records == 8);
+  CHECK(log->stats().commit_waits == 1);
+  CHECK(log->stats().commit_wait_timeouts == 0);
 
   // close() ends a wait at once and still commits what waited.
   log->submit(events("closing-", 1), on_durable);
@@ -432,13 +436,34 @@ TEST_CASE("AuditCommitDelayWaitsForAsManyRecordsAsTheLastTransactionHeld") {
   CHECK(result.records == 9);
 }
 
-TEST_CASE("AuditCommitDelayNeverDelaysOneToThreeCallers") {
+TEST_CASE("AuditCommitDelayEndsAndCommitsWhatCameWhenTheBatchDoesNotFill") {
+  AuditFixture f;
+  std::atomic<int> durable{0};
+  AuditOptions options;
+  options.commit_delay = std::chrono::milliseconds(50);
+  auto log = open_log(*f.store, f.hsm, options);
+  require_ok(log->record_all(events("first-", 4)));
+  // One record after a transaction of four: the writer waits 50 ms for three more that never
+  // come, then commits the one alone.
+  log->submit(events("alone-", 1), [&](Status s) { durable += s.ok() ? 1 : 0; });
+  REQUIRE(eventually([&] { return durable == 1; }));
+  CHECK(log->stats().transactions == 2);
+  CHECK(log->stats().commit_waits == 1);
+  CHECK(log->stats().commit_wait_timeouts == 1);
+  // A transaction of one is too few to wait after: the next record commits at once.
+  require_ok(log->record(audit_event("app", "next")));
+  CHECK(log->stats().commit_waits == 1);
+  require_ok(log->close());
+  CHECK(log->stats().records == 6);
+}
+
+TEST_CASE("AuditCommitDelayNeverWaitsAfterTransactionsOfOneToThreeRecords") {
   AuditFixture f;
   AuditOptions options;
   options.commit_delay = kLongCommitDelay;
   auto log = open_log(*f.store, f.hsm, options);
-  // Transactions of one to three records are too few to wait after: each call below would
-  // otherwise take 30 s.
+  // Transactions of one to three records are too few to wait after (one client sending single
+  // requests never waits): each call below would otherwise take 30 s.
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) {
     require_ok(log->record(audit_event("app", std::to_string(i))));
@@ -447,6 +472,7 @@ TEST_CASE("AuditCommitDelayNeverDelaysOneToThreeCallers") {
   require_ok(log->record(audit_event("app", "after-three")));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
   CHECK(log->stats().transactions == 5);
+  CHECK(log->stats().commit_waits == 0);
   require_ok(log->close());
 }
 
