@@ -13,9 +13,12 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -42,8 +45,6 @@ using tcp = net::ip::tcp;
 using Strand = net::strand<net::io_context::executor_type>;
 using Stream = beast::basic_stream<tcp, Strand>;
 using Socket = net::basic_stream_socket<tcp, Strand>;
-using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
-                                        net::wait_traits<std::chrono::steady_clock>, Strand>;
 
 // Request ids only need to be unique, not secret: a per-thread PRNG keeps them off the HSM.
 std::string new_request_id() {
@@ -62,12 +63,15 @@ std::string new_request_id() {
 class Connection {
  public:
   virtual ~Connection() = default;
-  // Closes the connection, from its own strand; called from the accept loop's thread.
+  // Closes the connection, from its own strand; called from the accept loop's thread (at the
+  // connection limit) or from the idle sweep's (at the idle timeout).
   virtual void reclaim() = 0;
 
-  // Both guarded by State::idle_mutex: the connection's place in State::idle while it waits for a
-  // request, and whether the accept loop has taken it out of there to close it.
+  // All three guarded by State::idle_mutex: the connection's place in State::idle while it waits
+  // for a request, when that wait began, and whether the accept loop or the idle sweep has taken
+  // it out of there to close it.
   std::optional<std::list<std::weak_ptr<Connection>>::iterator> idle_entry;
+  std::chrono::steady_clock::time_point idle_since;
   bool reclaimed = false;
 };
 
@@ -98,10 +102,13 @@ struct HttpServer::State {
   std::atomic<std::size_t> in_flight{0};
   // Connections waiting for the first byte of a request (a new one or a keep-alive one), in the
   // order they began to wait: at the connection limit the front one is closed to admit a new
-  // connection. An entry whose connection is being destroyed may linger until its destructor
-  // erases it; the accept loop skips it.
+  // connection, and the idle sweep closes those at the front that have waited longer than the
+  // idle timeout. An entry whose connection is being destroyed may linger until its destructor
+  // erases it; both skip it.
   std::mutex idle_mutex;
   std::list<std::weak_ptr<Connection>> idle;
+  // The one timer of the idle timeout (sweep_idle_later); reset before the io_context.
+  std::unique_ptr<net::steady_timer> idle_sweep;
   // Reclaimed connections not yet destroyed: they still count in `connections` and still hold a
   // descriptor, but no longer count against the limit.
   std::atomic<std::size_t> reclaiming{0};
@@ -199,25 +206,14 @@ class Session : public Connection {
     if (taken) reclaim();
   }
 
-  // Waits for the socket to become readable. tcp_stream's own timer covers only its own
-  // operations, not a wait on the raw socket, so the idle timeout has a timer of its own, on the
-  // connection's strand, that cancels the wait. Both handlers run on the strand.
+  // Waits for the socket to become readable. No timer of its own: the idle sweep (sweep_idle)
+  // ends the wait through reclaim() once the connection has waited longer than the idle timeout.
   void wait_on_socket() {
-    auto& socket = lowest().socket();
-    auto idle = std::make_shared<Timer>(socket.get_executor());
-    idle->expires_after(state_->options.idle_timeout);
-    idle->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
-      if (!ec) {
-        beast::error_code ignored;
-        self->lowest().socket().cancel(ignored);
-      }
-    });
-    socket.async_wait(Socket::wait_read,
-                      [self = derived().shared_from_this(), idle](beast::error_code ec) {
-                        idle->cancel();
-                        if (!self->end_wait() || ec) return self->derived().do_close();
-                        self->read_request();
-                      });
+    lowest().socket().async_wait(Socket::wait_read,
+                                 [self = derived().shared_from_this()](beast::error_code ec) {
+                                   if (!self->end_wait() || ec) return self->derived().do_close();
+                                   self->read_request();
+                                 });
   }
 
   // Drops the parser, trims the read buffer and joins the idle list.
@@ -228,6 +224,7 @@ class Session : public Connection {
     // freed memory each time. Only one that grew for a large request is given back while waiting.
     if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
     std::lock_guard lock(state_->idle_mutex);
+    idle_since = std::chrono::steady_clock::now();  // under the lock: State::idle stays in order
     idle_entry = state_->idle.insert(state_->idle.end(), derived().shared_from_this());
   }
 
@@ -585,6 +582,53 @@ bool reclaim_oldest_idle(State& state) {
   return true;
 }
 
+// The idle timeout, for every connection at once. A timer per wait cost each request an
+// allocation, a timer-queue insertion, a cancellation, a run of the cancelled handler on an I/O
+// thread and, when the wait began on a worker or the audit writer (answer()), a wake-up of the
+// reactor to re-arm its timer: about 4 % of kekd's CPU per request (docs/performance.md, "One
+// idle timer"). Instead this runs every eighth of the timeout (at most once a second) and closes
+// the connections at the front of State::idle that have waited longer than the timeout: one is
+// closed between its timeout and an eighth of it (at most a second) later, never earlier.
+std::chrono::milliseconds idle_sweep_interval(std::chrono::milliseconds idle_timeout) {
+  return std::clamp(idle_timeout / 8, std::chrono::milliseconds(1),
+                    std::chrono::milliseconds(1000));
+}
+
+void sweep_idle(State& state) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Connection>> expired;
+  {
+    std::lock_guard lock(state.idle_mutex);
+    for (auto it = state.idle.begin(); it != state.idle.end();) {
+      std::shared_ptr<Connection> connection = it->lock();
+      if (!connection) {
+        ++it;  // being destroyed: its destructor erases the entry
+        continue;
+      }
+      if (now - connection->idle_since < state.options.idle_timeout) {
+        break;  // the rest began to wait later still
+      }
+      it = state.idle.erase(it);
+      connection->idle_entry.reset();
+      connection->reclaimed = true;
+      state.reclaiming++;
+      expired.push_back(std::move(connection));
+    }
+  }
+  for (const auto& connection : expired) {
+    connection->reclaim();
+  }
+}
+
+void sweep_idle_later(std::shared_ptr<State> state) {
+  state->idle_sweep->expires_after(idle_sweep_interval(state->options.idle_timeout));
+  state->idle_sweep->async_wait([state](beast::error_code ec) {
+    if (ec || state->stopping) return;
+    sweep_idle(*state);
+    sweep_idle_later(state);
+  });
+}
+
 void do_accept(std::shared_ptr<State> state);
 
 // Accept failed for want of a resource (EMFILE, ENFILE, ENOBUFS): the connection stays in the
@@ -678,6 +722,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
                          o.on_queue_timeout ? o.queue_timeout : std::chrono::milliseconds(0));
 
   state->work.emplace(state->ioc->get_executor());
+  state->idle_sweep = std::make_unique<net::steady_timer>(*state->ioc);
+  sweep_idle_later(state);
   do_accept(state);
   for (std::size_t i = 0; i < o.io_threads; ++i) {
     state->io_threads.emplace_back([state] {
@@ -733,6 +779,7 @@ HttpServer::~HttpServer() {
   // The acceptor belongs to the io_context and must go first; destroying the io_context then
   // destroys every pending handler, and with them the remaining sessions and their sockets.
   state_->acceptor.reset();
+  state_->idle_sweep.reset();
   state_->ioc.reset();
 }
 

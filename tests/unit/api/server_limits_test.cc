@@ -24,14 +24,15 @@ using Client = kekd::testing::LoopbackClient;
 
 namespace {
 
-std::unique_ptr<HttpServer> start_server(std::size_t max_connections) {
+std::unique_ptr<HttpServer> start_server(std::size_t max_connections,
+                                         std::chrono::milliseconds idle_timeout = 30s) {
   ServerOptions o;
   o.port = 0;
   o.io_threads = 1;
   o.workers = 1;
   o.max_connections = max_connections;
   o.read_timeout = 5s;
-  o.idle_timeout = 30s;
+  o.idle_timeout = idle_timeout;
   auto server = HttpServer::start(o, [](const HttpRequest&, Responder respond) {
     HttpResponse r;
     r.content_type = "text/plain";
@@ -106,6 +107,48 @@ TEST_CASE("ServerRefusesANewConnectionWhenEveryOneIsInARequest" *
   CHECK(a.response().find("HTTP/1.1 200") == 0);
   b.send("Host: x\r\n\r\n");
   CHECK(b.response().find("HTTP/1.1 200") == 0);
+  server->stop(1s);
+}
+
+// The idle timeout has one timer for all connections (the idle sweep, every eighth of the
+// timeout): a connection that waits longer than the timeout for a request is closed, whether it
+// never sent one or was kept alive after one; never before the timeout; one that keeps sending
+// stays open; and none of this counts as a reclaim at the connection limit.
+TEST_CASE("ServerClosesConnectionsIdleLongerThanTheIdleTimeout" *
+          doctest::test_suite("concurrency")) {
+  constexpr auto kIdle = 400ms;  // swept every 50 ms
+  auto server = start_server(16, kIdle);
+  const auto opened = std::chrono::steady_clock::now();
+  Client never_used(server->port());
+  Client kept_alive(server->port());
+  Client busy(server->port());
+  wait_for_connections(*server, 3);
+  kept_alive.send(kGet);
+  CHECK(kept_alive.response().find("HTTP/1.1 200") == 0);
+
+  // busy sends a request every 100 ms for over twice the timeout: it never waits 400 ms.
+  while (std::chrono::steady_clock::now() - opened < 2 * kIdle + 200ms) {
+    busy.send(kGet);
+    CHECK(busy.response().find("HTTP/1.1 200") == 0);
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(never_used.closed_within(2s));
+  CHECK(kept_alive.closed_within(2s));
+  CHECK_FALSE(busy.closed_within(0ms));
+  busy.send(kGet);
+  CHECK(busy.response().find("HTTP/1.1 200") == 0);
+
+  // Never before the timeout: the clock starts when the client connects (before the server's
+  // wait begins), so the close comes at least kIdle later.
+  const auto connected = std::chrono::steady_clock::now();
+  Client fresh(server->port());
+  CHECK_FALSE(fresh.closed_within(kIdle - 100ms));
+  CHECK(fresh.closed_within(2s));
+  const auto waited = std::chrono::steady_clock::now() - connected;
+  CHECK(waited >= kIdle);
+  CHECK(waited < kIdle + 1s);  // the sweep's eighth, and a loaded test machine's slack
+  CHECK(server->connection_counts().reclaimed == 0);
+  CHECK(server->connection_counts().refused == 0);
   server->stop(1s);
 }
 
