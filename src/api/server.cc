@@ -196,14 +196,6 @@ class Session : public Connection {
     }
     begin_wait();
     wait_on_socket();
-    // On the strand, a reclaim's cancel runs after the wait has begun. From here it may have run
-    // between begin_wait and the wait, and found nothing to cancel: then cancel again.
-    bool taken;
-    {
-      std::lock_guard lock(state_->idle_mutex);
-      taken = reclaimed;
-    }
-    if (taken) reclaim();
   }
 
   // Waits for the socket to become readable. No timer of its own: the idle sweep (sweep_idle)
@@ -214,6 +206,17 @@ class Session : public Connection {
                                    if (!self->end_wait() || ec) return self->derived().do_close();
                                    self->read_request();
                                  });
+    // A reclaim's cancel runs on the strand. This may run off it: after an answer
+    // (wait_for_request), and for a new connection's first wait (run() is called from the accept
+    // handler). Then the accept loop or the idle sweep may have reclaimed the connection between
+    // begin_wait and the wait above, and its cancel found nothing to cancel: cancel again. On the
+    // strand the extra cancel finds the connection closing and does nothing.
+    bool taken;
+    {
+      std::lock_guard lock(state_->idle_mutex);
+      taken = reclaimed;
+    }
+    if (taken) reclaim();
   }
 
   // Drops the parser, trims the read buffer and joins the idle list.
@@ -584,11 +587,15 @@ bool reclaim_oldest_idle(State& state) {
 
 // The idle timeout, for every connection at once. A timer per wait cost each request an
 // allocation, a timer-queue insertion, a cancellation, a run of the cancelled handler on an I/O
-// thread and, when the wait began on a worker or the audit writer (answer()), a wake-up of the
-// reactor to re-arm its timer: about 4 % of kekd's CPU per request (docs/performance.md, "One
+// thread and, when the wait began on a worker or the audit writer (answer()), a timerfd_settime to
+// re-arm the reactor's timer: about one system call in 35 per request (docs/performance.md, "One
 // idle timer"). Instead this runs every eighth of the timeout (at most once a second) and closes
 // the connections at the front of State::idle that have waited longer than the timeout: one is
-// closed between its timeout and an eighth of it (at most a second) later, never earlier.
+// closed never before its timeout, and about one tick after it at most. As with a reclaim at the
+// connection limit, a request whose first bytes arrive just as the sweep takes the connection is
+// not read: the connection closes (the race every keep-alive client has with an idle timeout).
+// A TLS connection's wait also has its stream's own timer (do_read); whichever comes first
+// closes it.
 std::chrono::milliseconds idle_sweep_interval(std::chrono::milliseconds idle_timeout) {
   return std::clamp(idle_timeout / 8, std::chrono::milliseconds(1),
                     std::chrono::milliseconds(1000));
@@ -597,10 +604,13 @@ std::chrono::milliseconds idle_sweep_interval(std::chrono::milliseconds idle_tim
 void sweep_idle(State& state) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<Connection>> expired;
+  // Released after the lock: were it the last reference, the connection's destructor would take
+  // idle_mutex.
+  std::shared_ptr<Connection> connection;
   {
     std::lock_guard lock(state.idle_mutex);
     for (auto it = state.idle.begin(); it != state.idle.end();) {
-      std::shared_ptr<Connection> connection = it->lock();
+      connection = it->lock();
       if (!connection) {
         ++it;  // being destroyed: its destructor erases the entry
         continue;

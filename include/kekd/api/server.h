@@ -13,8 +13,9 @@
 //   connection is accepted), must arrive whole within it; a response must be taken by the client
 //   within it. Slow senders and clients that never read are cut off by it.
 // - idle_timeout: how long a connection may wait for the first byte of its next request. One
-//   timer serves every connection: it closes those that have waited longer, every eighth of the
-//   timeout (at most every second), so a connection goes between its timeout and that much later.
+//   timer checks every waiting connection each eighth of the timeout (at most each second) and
+//   closes those that have waited longer: never before the timeout, about one tick after it at
+//   most. (A TLS connection's wait also has its stream's own timer.)
 // - max_connections: at the limit, the connection that has waited longest for its next request is
 //   closed to admit the new one (as nginx reuses keep-alive connections), so that idle connections,
 //   however many, never lock a well-behaved client out. Only when no connection is idle (all are in
