@@ -564,6 +564,17 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
 
 // At the connection limit: takes the connection that has waited longest for a request out of the
 // idle list and closes it. False if no connection is idle.
+// Under idle_mutex: takes a waiting connection out of State::idle to close it. From here it no
+// longer counts against the connection limit; its destructor takes it out of `reclaiming`.
+// Returns the entry after it.
+std::list<std::weak_ptr<Connection>>::iterator take_from_idle(
+    State& state, std::list<std::weak_ptr<Connection>>::iterator entry, Connection& connection) {
+  connection.idle_entry.reset();
+  connection.reclaimed = true;
+  state.reclaiming++;
+  return state.idle.erase(entry);
+}
+
 bool reclaim_oldest_idle(State& state) {
   std::shared_ptr<Connection> oldest;
   {
@@ -571,10 +582,7 @@ bool reclaim_oldest_idle(State& state) {
     for (auto it = state.idle.begin(); it != state.idle.end(); ++it) {
       oldest = it->lock();  // null: being destroyed; its destructor erases the entry
       if (oldest) {
-        state.idle.erase(it);
-        oldest->idle_entry.reset();
-        oldest->reclaimed = true;
-        state.reclaiming++;
+        take_from_idle(state, it, *oldest);
         break;
       }
     }
@@ -618,10 +626,7 @@ void sweep_idle(State& state) {
       if (now - connection->idle_since < state.options.idle_timeout) {
         break;  // the rest began to wait later still
       }
-      it = state.idle.erase(it);
-      connection->idle_entry.reset();
-      connection->reclaimed = true;
-      state.reclaiming++;
+      it = take_from_idle(state, it, *connection);
       expired.push_back(std::move(connection));
     }
   }
