@@ -198,14 +198,21 @@ class Session : public Connection {
     wait_on_socket();
   }
 
-  // Waits for the socket to become readable. No timer of its own: the idle sweep (sweep_idle)
-  // ends the wait through reclaim() once the connection has waited longer than the idle timeout.
+  // Waits for the next request's first bytes, read into the kept buffer. No timer of its own: the
+  // idle sweep (sweep_idle) ends the wait through reclaim() once the connection has waited longer
+  // than the idle timeout. A read rather than async_wait(wait_read): Asio starts a wait with an
+  // epoll_ctl that re-arms the socket, a system call per request on the answering thread. A read
+  // first tries a recv instead, which takes a next request that is already there without waking
+  // the I/O thread, and is otherwise queued with no system call: the socket's edge-triggered
+  // registration reports the next bytes (docs/performance.md, "A read instead of a wait").
   void wait_on_socket() {
-    lowest().socket().async_wait(Socket::wait_read,
-                                 [self = derived().shared_from_this()](beast::error_code ec) {
-                                   if (!self->end_wait() || ec) return self->derived().do_close();
-                                   self->read_request();
-                                 });
+    lowest().socket().async_read_some(
+        buffer_.prepare(std::max(kFirstRead, buffer_.capacity())),
+        [self = derived().shared_from_this()](beast::error_code ec, std::size_t n) {
+          self->buffer_.commit(n);
+          if (!self->end_wait() || ec) return self->derived().do_close();
+          self->read_request();
+        });
     // A reclaim's cancel runs on the strand. This may run off it: after an answer
     // (wait_for_request), and for a new connection's first wait (run() is called from the accept
     // handler). Then the accept loop or the idle sweep may have reclaimed the connection between
@@ -475,7 +482,7 @@ class Session : public Connection {
         });
   }
 
-  // What the first read of an idle TLS connection takes; the rest comes through the parser.
+  // What the first read of an idle connection takes at least; the rest comes through the parser.
   static constexpr std::size_t kFirstRead = 512;
   // The most read-buffer capacity an idle connection keeps (1000 idle connections: 4 MiB at most).
   static constexpr std::size_t kKeptBuffer = 4096;
