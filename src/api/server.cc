@@ -202,9 +202,10 @@ class Session : public Connection {
   // idle sweep (sweep_idle) ends the wait through reclaim() once the connection has waited longer
   // than the idle timeout. A read rather than async_wait(wait_read): Asio starts a wait with an
   // epoll_ctl that re-arms the socket, a system call per request on the answering thread. A read
-  // first tries a recv instead, which takes a next request that is already there without waking
-  // the I/O thread, and is otherwise queued with no system call: the socket's edge-triggered
-  // registration reports the next bytes (docs/performance.md, "A read instead of a wait").
+  // first tries a recv instead: a next request that is already there is read at once (the I/O
+  // thread is then woken through the scheduler to parse it, not by the socket's event); otherwise
+  // the read is queued with no system call, and the socket's edge-triggered registration reports
+  // the next bytes (docs/performance.md, "A read instead of a wait").
   void wait_on_socket() {
     lowest().socket().async_read_some(
         buffer_.prepare(std::max(kFirstRead, buffer_.capacity())),

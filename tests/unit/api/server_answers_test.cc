@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,26 +28,30 @@ namespace {
 
 constexpr std::size_t kBigBody = 8 * 1024 * 1024;  // more than a socket's send buffer can hold
 
-// The body names the request's target; /big answers kBigBody bytes of a pattern.
-std::unique_ptr<HttpServer> start_server() {
+// The body names the request's target; /big answers kBigBody bytes of a pattern. before_answer,
+// if given, runs on the worker before each answer.
+std::unique_ptr<HttpServer> start_server(
+    std::function<void(const HttpRequest&)> before_answer = nullptr) {
   ServerOptions o;
   o.port = 0;
   o.io_threads = 1;
   o.workers = 2;
   o.read_timeout = 5s;
   o.idle_timeout = 30s;
-  auto server = HttpServer::start(o, [](const HttpRequest& request, Responder respond) {
-    HttpResponse r;
-    r.content_type = "text/plain";
-    r.headers.emplace_back("X-Target", request.target);
-    if (request.target == "/big") {
-      r.body.resize(kBigBody);
-      for (std::size_t i = 0; i < kBigBody; ++i) r.body[i] = static_cast<char>('a' + i % 26);
-    } else {
-      r.body = "answer to " + request.target;
-    }
-    respond(std::move(r));
-  });
+  auto server =
+      HttpServer::start(o, [before_answer](const HttpRequest& request, Responder respond) {
+        if (before_answer) before_answer(request);
+        HttpResponse r;
+        r.content_type = "text/plain";
+        r.headers.emplace_back("X-Target", request.target);
+        if (request.target == "/big") {
+          r.body.resize(kBigBody);
+          for (std::size_t i = 0; i < kBigBody; ++i) r.body[i] = static_cast<char>('a' + i % 26);
+        } else {
+          r.body = "answer to " + request.target;
+        }
+        respond(std::move(r));
+      });
   REQUIRE(server.ok());
   return std::move(server).value();
 }
@@ -112,6 +118,30 @@ TEST_CASE("ServerWritesTheRestOfAnAnswerTheKernelTookOnlyInPart" *
   }
   CHECK(wrong == 0);
   // The connection is still good for the next request.
+  client.send(get("/after"));
+  check_answer(client.response(), "/after", true);
+  server->stop(1s);
+}
+
+TEST_CASE("ServerReadsARequestThatArrivedWhileTheLastWasBeingAnswered" *
+          doctest::test_suite("concurrency")) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto server = start_server([released](const HttpRequest& request) {
+    if (request.target == "/slow") released.wait();
+  });
+  Client client(server->port());
+  client.send(get("/slow"));
+  std::this_thread::sleep_for(100ms);  // /slow is read and waits on a worker
+  // /next arrives while /slow is being answered, and nothing reads the socket meanwhile. The
+  // worker sends /slow's answer and then starts the wait for the next request, whose first read
+  // finds /next already there: that thread reads its first bytes (at most the kept 4 KiB), and
+  // the rest of its 6000 bytes of headers comes through the parser on the strand.
+  client.send(get("/next", "X-Padding: " + std::string(6000, 'p') + "\r\n"));
+  std::this_thread::sleep_for(100ms);
+  release.set_value();
+  check_answer(client.response(), "/slow", true);
+  check_answer(client.response(), "/next", true);
   client.send(get("/after"));
   check_answer(client.response(), "/after", true);
   server->stop(1s);
