@@ -570,8 +570,6 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
   beast::ssl_stream<Stream> stream_;
 };
 
-// At the connection limit: takes the connection that has waited longest for a request out of the
-// idle list and closes it. False if no connection is idle.
 // Under idle_mutex: takes a waiting connection out of State::idle to close it. From here it no
 // longer counts against the connection limit; its destructor takes it out of `reclaiming`.
 // Returns the entry after it.
@@ -583,6 +581,8 @@ std::list<std::weak_ptr<Connection>>::iterator take_from_idle(
   return state.idle.erase(entry);
 }
 
+// At the connection limit: takes the connection that has waited longest for a request out of the
+// idle list and closes it. False if no connection is idle.
 bool reclaim_oldest_idle(State& state) {
   std::shared_ptr<Connection> oldest;
   {
