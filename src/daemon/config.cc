@@ -44,6 +44,7 @@ const std::set<std::string> kKnown = {"server",
                                       "hsm.sessions",
                                       "hsm.acquire_timeout",
                                       "hsm.stall_threshold",
+                                      "hsm.reinitialize_after",
                                       "store",
                                       "store.path",
                                       "ceremony",
@@ -107,6 +108,22 @@ Status read_size(const toml::table& root, const char* path, std::size_t& out, st
                std::to_string(max));
   }
   out = static_cast<std::size_t>(value);
+  return ok_status();
+}
+
+// "auto" (or absent): nullopt, for the HSM layer to choose by module; else a count in range, or 0.
+Status read_count_or_auto(const toml::table& root, const char* path,
+                          std::optional<std::uint64_t>& out, std::int64_t min, std::int64_t max) {
+  toml::node_view<const toml::node> node = root.at_path(path);
+  if (!node || node.value_exact<std::string>() == "auto") {
+    return ok_status();
+  }
+  std::optional<std::int64_t> value = node.value_exact<std::int64_t>();
+  if (!value || (*value != 0 && (*value < min || *value > max))) {
+    return bad(std::string(path) + " must be \"auto\", 0 (never) or between " +
+               std::to_string(min) + " and " + std::to_string(max));
+  }
+  out = static_cast<std::uint64_t>(*value);
   return ok_status();
 }
 
@@ -214,6 +231,9 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   // long have given up, and readiness would not say anything useful.
   KEKD_RETURN_IF_ERROR(check_range("hsm.acquire_timeout", c.hsm.acquire_timeout, 10, 600'000));
   KEKD_RETURN_IF_ERROR(check_range("hsm.stall_threshold", c.hsm.stall_threshold, 10, 600'000));
+  // Below 1000 the pauses would come too often to be worth the memory they give back.
+  KEKD_RETURN_IF_ERROR(read_count_or_auto(root, "hsm.reinitialize_after", c.hsm.reinitialize_after,
+                                          1'000, 1'000'000'000'000));
   KEKD_RETURN_IF_ERROR(read(root, "store.path", c.store_path));
   KEKD_RETURN_IF_ERROR(read_duration(root, "ceremony.ttl", c.ceremony.ttl));
   KEKD_RETURN_IF_ERROR(

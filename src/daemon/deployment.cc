@@ -13,6 +13,7 @@ Result<std::unique_ptr<hsm::Pkcs11Hsm>> open_hsm(const Config& config) {
   p11.sessions = config.hsm.sessions;
   p11.acquire_timeout = std::chrono::milliseconds(config.hsm.acquire_timeout);
   p11.stall_threshold = std::chrono::milliseconds(config.hsm.stall_threshold);
+  p11.reinitialize_after = config.hsm.reinitialize_after;
   if (!config.hsm.pin_file.empty()) {
     KEKD_ASSIGN_OR_RETURN(p11.pin, hsm::load_pin_from_file(config.hsm.pin_file));
   } else {

@@ -30,10 +30,12 @@ class Ticker {
             if (!status.ok()) spdlog::warn("ceremony tick: {}", status.error().to_string());
             // Lost sessions come back by themselves once the token does, traffic or not. (A
             // stalled call is not healed: nothing can interrupt it; it ends when the HSM answers.)
-            if (hsm.health().broken > 0) {
+            hsm::SessionHealth health = hsm.health();
+            if (health.broken > 0) {
               Status healed = hsm.heal();
               if (!healed.ok()) spdlog::debug("HSM sessions: {}", healed.error().to_string());
             }
+            report_reinitializations(health);
             lock.lock();
           }
         }) {}
@@ -47,6 +49,27 @@ class Ticker {
   }
 
  private:
+  // The HSM layer does not log; its re-initialisations (hsm.reinitialize_after) are logged here,
+  // at most once a second, so that a pause in the latencies can be matched to one.
+  void report_reinitializations(const hsm::SessionHealth& h) {
+    if (h.reinitializations != reinitializations_) {
+      spdlog::info(
+          "re-initialised the PKCS#11 module to free its transient objects ({} so far; "
+          "hsm.reinitialize_after = {})",
+          h.reinitializations, h.reinitialize_after);
+      reinitializations_ = h.reinitializations;
+    }
+    if (h.reinitialize_failures != reinitialize_failures_) {
+      spdlog::warn(
+          "re-initialising the PKCS#11 module failed ({} so far): see "
+          "kekd_hsm_sessions_broken and docs/operations.md, \"SoftHSM's memory\"",
+          h.reinitialize_failures);
+      reinitialize_failures_ = h.reinitialize_failures;
+    }
+  }
+
+  std::uint64_t reinitializations_ = 0;  // as last logged (ticker thread only)
+  std::uint64_t reinitialize_failures_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -279,6 +302,16 @@ Status run_serve(const std::string& config_path) {
   metrics.add_counter("kekd_hsm_session_waits_total",
                       "Times an operation found no HSM session free and had to wait for one.",
                       [&raw_hsm] { return static_cast<double>(raw_hsm.health().lease_waits); });
+  metrics.add_counter(
+      "kekd_hsm_reinitializations_total",
+      "Times the PKCS#11 module was re-initialised to free what it keeps of transient objects "
+      "(hsm.reinitialize_after).",
+      [&raw_hsm] { return static_cast<double>(raw_hsm.health().reinitializations); });
+  metrics.add_counter(
+      "kekd_hsm_reinitialize_failures_total",
+      "Re-initialisations of the PKCS#11 module that failed (sessions not given back in time, or "
+      "C_Initialize or login failed; sessions left broken are reopened as usual).",
+      [&raw_hsm] { return static_cast<double>(raw_hsm.health().reinitialize_failures); });
 
   api::ApiServices services;
   services.keyring = d.keyring.get();
@@ -358,9 +391,12 @@ Status run_serve(const std::string& config_path) {
       [&] { return static_cast<double>(server->connection_counts().accept_failures); });
   auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
-  spdlog::info("kekd serving on {}://{}:{} (token '{}', store {}; {} I/O threads, {} workers)",
-               config.server.tls_cert.empty() ? "http" : "https", config.server.host,
-               server->port(), config.hsm.token_label, config.store_path, io_threads, workers);
+  spdlog::info(
+      "kekd serving on {}://{}:{} (token '{}', store {}; {} I/O threads, {} workers; HSM module "
+      "re-initialised every {} transient objects, 0: never)",
+      config.server.tls_cert.empty() ? "http" : "https", config.server.host, server->port(),
+      config.hsm.token_label, config.store_path, io_threads, workers,
+      raw_hsm.health().reinitialize_after);
 
   int signal = 0;
   sigwait(&stop_signals, &signal);

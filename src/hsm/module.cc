@@ -37,21 +37,41 @@ Result<std::unique_ptr<Module>> Module::load(const std::string& path) {
     return Error(Code::kUnavailable, path + " is not a PKCS#11 module (no C_GetFunctionList)");
   }
 
+  std::unique_ptr<Module> module(new Module(path, handle, fn));
+  KEKD_RETURN_IF_ERROR(module->initialize());
+  return module;
+}
+
+Status Module::initialize() {
   CK_C_INITIALIZE_ARGS args{};
   // kekd calls the module from a pool of threads. With both the flag and the functions, a module
   // may use either (PKCS#11 v2.40, C_Initialize); SoftHSM uses the functions.
   args.flags = CKF_OS_LOCKING_OK;
   use_adaptive_mutexes(args);
-  CK_RV rv = fn->C_Initialize(&args);
+  CK_RV rv = fn_->C_Initialize(&args);
   if (rv != CKR_OK) {
-    ::dlclose(handle);
-    return ck_error(rv, "C_Initialize of " + path);
+    return ck_error(rv, "C_Initialize of " + path_);
   }
-  return std::unique_ptr<Module>(new Module(path, handle, fn));
+  initialized_ = true;
+  return ok_status();
+}
+
+Status Module::reinitialize() {
+  if (initialized_) {
+    initialized_ = false;
+    fn_->C_Finalize(nullptr);  // what it returns changes nothing: C_Initialize comes next
+  }
+  return initialize();
+}
+
+std::string Module::manufacturer() const {
+  CK_INFO info{};
+  if (fn_->C_GetInfo(&info) != CKR_OK) return "";
+  return std::string(trim_padded(info.manufacturerID, sizeof info.manufacturerID));
 }
 
 Module::~Module() {
-  fn_->C_Finalize(nullptr);
+  if (initialized_) fn_->C_Finalize(nullptr);
   ::dlclose(handle_);
 }
 

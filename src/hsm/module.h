@@ -2,6 +2,7 @@
 // dlclose on destruction (RAII, after Botan's p11::Module).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -27,13 +28,26 @@ class Module {
   CK_FUNCTION_LIST* fn() const { return fn_; }
   const std::string& path() const { return path_; }
 
+  // C_Finalize, then C_Initialize again, with every session of the process closed first (the
+  // caller's job). Some modules free what they hold for closed sessions only at C_Finalize
+  // (SessionPool::reinitialize). After a failed C_Initialize, initialized() is false and this
+  // may be called again.
+  Status reinitialize();
+  bool initialized() const { return initialized_.load(); }
+
+  // C_GetInfo's manufacturerID without its padding ("SoftHSM"); empty if the module cannot say.
+  std::string manufacturer() const;
+
  private:
   Module(std::string path, void* handle, CK_FUNCTION_LIST* fn)
       : path_(std::move(path)), handle_(handle), fn_(fn) {}
 
+  Status initialize();
+
   std::string path_;
   void* handle_;
   CK_FUNCTION_LIST* fn_;
+  std::atomic<bool> initialized_{false};  // read by health checks on other threads
 };
 
 }  // namespace kekd::hsm

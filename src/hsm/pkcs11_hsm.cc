@@ -8,6 +8,7 @@
 #include <botan/x509_key.h>
 
 #include <algorithm>
+#include <atomic>
 #include <iterator>
 #include <mutex>
 #include <optional>
@@ -161,26 +162,28 @@ struct HeldSession {
 };
 thread_local HeldSession* t_held = nullptr;
 
-class Pkcs11SessionHold final : public Hsm::SessionHold {
- public:
-  explicit Pkcs11SessionHold(const void* owner) {
-    state_.owner = owner;
-    t_held = &state_;
-  }
-  // The kept lease, if any, goes back to the pool with state_.
-  ~Pkcs11SessionHold() override { t_held = nullptr; }
-  Pkcs11SessionHold(const Pkcs11SessionHold&) = delete;
-  Pkcs11SessionHold& operator=(const Pkcs11SessionHold&) = delete;
-
- private:
-  HeldSession state_;
-};
+// Transient objects after which kekd re-initialises SoftHSM when kekd.toml does not say
+// (hsm.reinitialize_after): SoftHSM keeps about 240 bytes of each until C_Finalize, so this
+// bounds that to about 23 MiB, for a pause of some tens of milliseconds per 100,000 operations
+// (more with many keys in the token: docs/operations.md, "SoftHSM's memory").
+constexpr std::uint64_t kSoftHsmReinitializeAfter = 100'000;
 
 }  // namespace
 
 struct Pkcs11Hsm::Impl {
+  class Hold;
+
   std::unique_ptr<Module> module;
   std::unique_ptr<SessionPool> pool;
+  std::string token_label;
+
+  // Re-initialising the module (SessionPool::reinitialize): after how many transient objects (0:
+  // never), how many since the last time, and how it went.
+  std::uint64_t reinitialize_after = 0;
+  std::atomic<std::uint64_t> transient_objects{0};
+  std::atomic<bool> reinitializing{false};
+  std::atomic<std::uint64_t> reinitializations{0};
+  std::atomic<std::uint64_t> reinitialize_failures{0};
 
   std::shared_mutex handles_mu;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles;
@@ -191,6 +194,36 @@ struct Pkcs11Hsm::Impl {
   void forget_handles() {
     std::unique_lock lock(handles_mu);
     handles.clear();
+  }
+
+  // A wrap or unwrap made a session object (destroyed again at once).
+  void count_transient_object() { transient_objects.fetch_add(1, std::memory_order_relaxed); }
+
+  // Re-initialises the module once reinitialize_after transient objects have been made, on the
+  // thread that made the last one: called only where that thread holds no session of this pool,
+  // or the pool would wait for the caller's own session. One thread at a time; the others go on
+  // and wait in acquire() while it runs.
+  void maybe_reinitialize() {
+    if (reinitialize_after == 0 ||
+        transient_objects.load(std::memory_order_relaxed) < reinitialize_after) {
+      return;
+    }
+    if (reinitializing.exchange(true)) return;
+    // Counted from now whatever happens: a failure is retried after as many objects again, not
+    // at every call (each try waits for every session).
+    transient_objects.store(0, std::memory_order_relaxed);
+    (void)reinitialize_now();  // counted in reinitializations or reinitialize_failures
+    reinitializing.store(false);
+  }
+
+  Status reinitialize_now() {
+    Status status = pool->reinitialize([this]() -> Result<CK_SLOT_ID> {
+      forget_handles();  // object handles mean nothing to the re-initialised module
+      KEKD_RETURN_IF_ERROR(module->reinitialize());
+      return module->find_token(token_label);
+    });
+    (status.ok() ? reinitializations : reinitialize_failures).fetch_add(1);
+    return status;
   }
 
   void forget_handle(std::string_view label) {
@@ -323,6 +356,14 @@ struct Pkcs11Hsm::Impl {
   template <typename Op>
   Status run(Op&& op) {
     HeldSession* held = t_held != nullptr && t_held->owner == this ? t_held : nullptr;
+    // Destroyed after the lease below: a thread without a hold has no session left by then.
+    struct AfterCall {
+      Impl* impl;
+      bool held;
+      ~AfterCall() {
+        if (!held) impl->maybe_reinitialize();
+      }
+    } after_call{this, held != nullptr};
     for (int attempt = 0;; ++attempt) {
       std::optional<SessionPool::Lease> own;
       SessionPool::Lease* lease;
@@ -363,6 +404,27 @@ struct Pkcs11Hsm::Impl {
   }
 };
 
+class Pkcs11Hsm::Impl::Hold final : public Hsm::SessionHold {
+ public:
+  explicit Hold(Impl* impl) : impl_(impl) {
+    state_.owner = impl;
+    t_held = &state_;
+  }
+  // The kept lease, if any, goes back to the pool first: a re-initialisation that is due waits
+  // for every session.
+  ~Hold() override {
+    t_held = nullptr;
+    state_.lease.reset();
+    impl_->maybe_reinitialize();
+  }
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+
+ private:
+  Impl* impl_;
+  HeldSession state_;
+};
+
 Pkcs11Hsm::Pkcs11Hsm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Pkcs11Hsm::~Pkcs11Hsm() {
@@ -372,20 +434,38 @@ Pkcs11Hsm::~Pkcs11Hsm() {
 Module& Pkcs11Hsm::module() { return *impl_->module; }
 SessionPool& Pkcs11Hsm::sessions() { return *impl_->pool; }
 bool Pkcs11Hsm::healthy() const { return impl_->pool->healthy(); }
-SessionHealth Pkcs11Hsm::health() const { return impl_->pool->health(); }
+SessionHealth Pkcs11Hsm::health() const {
+  SessionHealth h = impl_->pool->health();
+  h.reinitialize_after = impl_->reinitialize_after;
+  h.reinitializations = impl_->reinitializations.load();
+  h.reinitialize_failures = impl_->reinitialize_failures.load();
+  return h;
+}
 
-Status Pkcs11Hsm::heal() { return impl_->pool->reopen_broken(); }
+Status Pkcs11Hsm::heal() {
+  // A re-initialisation whose C_Initialize failed left the module finalised: no session can open
+  // until it is initialised again.
+  if (!impl_->module->initialized() && !impl_->reinitializing.exchange(true)) {
+    Status status = impl_->reinitialize_now();
+    impl_->reinitializing.store(false);
+    KEKD_RETURN_IF_ERROR(status);
+  }
+  return impl_->pool->reopen_broken();
+}
 
 std::unique_ptr<Hsm::SessionHold> Pkcs11Hsm::hold_session() {
   // Within a hold already (of this Hsm or another): the outer hold decides.
   if (t_held != nullptr) return nullptr;
-  return std::make_unique<Pkcs11SessionHold>(impl_.get());
+  return std::make_unique<Impl::Hold>(impl_.get());
 }
 
 Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
   auto impl = std::make_unique<Impl>();
   impl->require_generated_keks = config.require_generated_keks;
+  impl->token_label = config.token_label;
   KEKD_ASSIGN_OR_RETURN(impl->module, Module::load(config.module_path));
+  impl->reinitialize_after = config.reinitialize_after.value_or(
+      impl->module->manufacturer() == "SoftHSM" ? kSoftHsmReinitializeAfter : 0);
   KEKD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, impl->module->find_token(config.token_label));
   SessionPool::Options options;
   options.size = config.sessions;
@@ -478,6 +558,7 @@ Result<Bytes> Pkcs11Hsm::wrap(std::string_view label, ByteView payload) {
     if (rv != CKR_OK) {
       return failed(rv, "C_CreateObject");
     }
+    impl_->count_transient_object();
     ObjectGuard guard(impl_->fn(), session, object);
     CK_MECHANISM mechanism{kKekMechanism, nullptr, 0};
     wrapped.resize(payload.size() + 16);  // RFC 5649 adds at most 8 bytes; spare room is cheap
@@ -514,6 +595,7 @@ Result<SecretBytes> Pkcs11Hsm::unwrap(std::string_view label, ByteView wrapped) 
     if (rv != CKR_OK) {
       return failed(rv, "C_UnwrapKey", CkCall::kUnwrap);
     }
+    impl_->count_transient_object();
     ObjectGuard guard(impl_->fn(), session, object);
     // RFC 5649: the wrapping is the padded payload plus an 8-byte integrity block.
     return read_bounded_attribute(impl_->fn(), session, object, CKA_VALUE, wrapped.size() - 8,

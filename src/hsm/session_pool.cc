@@ -69,11 +69,14 @@ Result<SessionPool::Lease> SessionPool::acquire() {
   CK_SESSION_HANDLE handle;
   {
     std::unique_lock lock(mu_);
-    bool freed = !free_.empty();
+    // While reinitialize() collects the sessions, a freed one is its: a thread that takes a
+    // session back right after giving it up would otherwise keep it from ever having them all.
+    bool freed = !free_.empty() && !draining_;
     if (!freed) {
       waits_++;
       waiting_++;  // counted only by a thread that must wait (has_waiters)
-      freed = freed_.wait_for(lock, options_.acquire_timeout, [this] { return !free_.empty(); });
+      freed = freed_.wait_for(lock, options_.acquire_timeout,
+                              [this] { return !free_.empty() && !draining_; });
       waiting_--;
       if (handing_over_ > 0) taken_cv_.notify_all();
     }
@@ -126,7 +129,7 @@ Status SessionPool::reopen_broken() {
       std::lock_guard lock(mu_);
       auto it = std::find_if(free_.begin(), free_.end(),
                              [this](std::size_t i) { return handles_[i] == CK_INVALID_HANDLE; });
-      if (it == free_.end()) return ok_status();
+      if (it == free_.end() || draining_) return ok_status();  // reinitialize() reopens them
       index = *it;
       free_.erase(it);
       // Reopening is an HSM call like any other: if it hangs, the watchdog must see it.
@@ -140,6 +143,70 @@ Status SessionPool::reopen_broken() {
     broken_--;
     release(index, *opened, false, false);
   }
+}
+
+Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& reinit) {
+  std::vector<std::size_t> taken;
+  {
+    std::unique_lock lock(mu_);
+    if (draining_) return Error(Code::kUnavailable, "the module is being re-initialised already");
+    draining_ = true;
+    const Clock::time_point deadline = Clock::now() + options_.acquire_timeout;
+    while (taken.size() < handles_.size()) {
+      if (free_.empty()) {
+        waiting_++;
+        bool freed = freed_.wait_until(lock, deadline, [this] { return !free_.empty(); });
+        waiting_--;
+        if (handing_over_ > 0) taken_cv_.notify_all();
+        if (!freed) {
+          // Give back what was taken: a call that runs this long is the watchdog's business.
+          free_.insert(free_.end(), taken.begin(), taken.end());
+          draining_ = false;
+          lock.unlock();
+          freed_.notify_all();
+          return Error(Code::kUnavailable, "HSM sessions stayed in use for " +
+                                               std::to_string(options_.acquire_timeout.count()) +
+                                               " ms; the module was not re-initialised");
+        }
+      }
+      taken.push_back(free_.back());
+      free_.pop_back();
+      leased_at_[taken.back()] = Clock::now();  // the watchdog times the re-initialisation too
+      taken_++;
+      if (handing_over_ > 0) taken_cv_.notify_all();
+    }
+  }
+  // Every session is ours: no other thread can be inside the module now. The sessions count as
+  // in use meanwhile, not as broken: readiness need not flap for a pause this short.
+  std::vector<bool> was_broken(handles_.size());
+  for (std::size_t i = 0; i < handles_.size(); ++i) {
+    was_broken[i] = handles_[i] == CK_INVALID_HANDLE;
+    if (!was_broken[i]) module_.fn()->C_CloseSession(handles_[i]);
+  }
+  Result<CK_SLOT_ID> slot = reinit();
+  Status status = slot.ok() ? ok_status() : Status(slot.error());
+  if (slot.ok()) slot_ = *slot;
+  for (std::size_t i = 0; i < handles_.size(); ++i) {
+    Result<CK_SESSION_HANDLE> opened =
+        status.ok() ? open_session() : Result<CK_SESSION_HANDLE>(status.error());
+    if (!opened.ok()) {
+      // Left broken (after the first failure, without trying: it would fail the same way), for
+      // acquire() and reopen_broken() to open later.
+      if (status.ok()) status = opened.error();
+      handles_[i] = CK_INVALID_HANDLE;
+      if (!was_broken[i]) broken_++;
+      continue;
+    }
+    handles_[i] = *opened;
+    if (was_broken[i]) broken_--;
+  }
+  {
+    std::lock_guard lock(mu_);
+    free_.insert(free_.end(), taken.begin(), taken.end());
+    draining_ = false;
+  }
+  freed_.notify_all();
+  return status;
 }
 
 SessionHealth SessionPool::health() const {
@@ -178,12 +245,20 @@ void SessionPool::release(std::size_t index, CK_SESSION_HANDLE handle, bool lost
     handle = CK_INVALID_HANDLE;
     broken_++;
   }
+  bool draining;
   {
     std::lock_guard lock(mu_);
     handles_[index] = handle;
     free_.push_back(index);
+    draining = draining_;
   }
-  freed_.notify_one();
+  // One waiter can use the session, unless reinitialize() is collecting them: then the one
+  // woken must be it, and only notify_all makes sure of that.
+  if (draining) {
+    freed_.notify_all();
+  } else {
+    freed_.notify_one();
+  }
 }
 
 SessionPool::Lease::Lease(Lease&& other) noexcept

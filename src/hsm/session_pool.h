@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -104,6 +105,19 @@ class SessionPool {
   // first failure; a wrong PIN is not retried here either.
   Status reopen_broken();
 
+  // Takes every session as a lease would (waiting up to the acquire timeout for those in use; a
+  // hold gives its session back because this counts as a waiter, and acquire() leaves freed
+  // sessions to this meanwhile), closes them all, runs reinit
+  // with no session open in the process, and opens them again on the slot it returns. acquire()
+  // waits meanwhile. Sessions that cannot be opened are left broken, for acquire() and
+  // reopen_broken() to retry. kUnavailable, with nothing changed, if the sessions in use were not
+  // all given back in time; otherwise what reinit returned.
+  //
+  // Why: SoftHSM 2.6 keeps every session object a session ever created, destroyed or not, until
+  // C_Finalize (softhsm/SoftHSMv2 issues 562 and 563), about 250 bytes per wrap or unwrap;
+  // re-initialising the module is the only way to give that memory back (Pkcs11Hsm).
+  Status reinitialize(const std::function<Result<CK_SLOT_ID>()>& reinit);
+
  private:
   using Clock = std::chrono::steady_clock;
   SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, Options options);
@@ -113,7 +127,7 @@ class SessionPool {
   void release(std::size_t index, CK_SESSION_HANDLE handle, bool lost, bool failed);
 
   const Module& module_;
-  const CK_SLOT_ID slot_;
+  CK_SLOT_ID slot_;  // changed only by reinitialize(), while it holds every session
   const SecretBytes pin_;
   const Options options_;
 
@@ -130,6 +144,7 @@ class SessionPool {
   std::uint64_t taken_ = 0;           // sessions acquired so far (under mu_)
   std::uint64_t waits_ = 0;           // acquires that found no free session (under mu_)
   int handing_over_ = 0;              // threads inside hand_over (under mu_)
+  bool draining_ = false;             // reinitialize() is collecting the sessions (under mu_)
 };
 
 }  // namespace kekd::hsm

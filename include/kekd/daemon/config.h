@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "kekd/common/error.h"
@@ -42,6 +43,10 @@ struct HsmConfig {
   // An HSM call running longer than this makes kekd not ready until it returns; it is also how
   // long shutdown waits for HSM calls after the drain.
   UnixMillis stall_threshold = 2'000;
+  // Transient HSM objects (wraps, unwraps) after which the module is re-initialised to give back
+  // what it keeps of them; 0: never; unset ("auto"): the HSM layer's choice for the module
+  // (hsm::Pkcs11Config::reinitialize_after).
+  std::optional<std::uint64_t> reinitialize_after;
 };
 
 struct CeremonyConfig {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kekd/common/bytes.h"
@@ -34,6 +35,11 @@ struct Pkcs11Config {
   // CKA_NEVER_EXTRACTABLE), or wrap and unwrap refuse it. Off only in the RFC 5649 oracle test,
   // which needs a KEK of known value; kekd never turns it off, and kekd.toml cannot.
   bool require_generated_keks = true;
+  // Re-initialise the module (close every session, C_Finalize, C_Initialize, log in again) after
+  // this many transient objects, i.e. wraps and unwraps; 0: never. Unset: 100,000 for SoftHSM,
+  // which frees its session objects only at C_Finalize (~250 bytes each), 0 for other modules
+  // (docs/operations.md, "SoftHSM's memory").
+  std::optional<std::uint64_t> reinitialize_after;
 };
 
 // The session pool as readiness and /metrics see it.
@@ -49,6 +55,11 @@ struct SessionHealth {
   // how many times a take found no session free and had to wait (timed out or not).
   std::uint64_t leases = 0;
   std::uint64_t lease_waits = 0;
+  // Re-initialisations of the module (Pkcs11Config::reinitialize_after; 0: never), done and
+  // failed, since start.
+  std::uint64_t reinitialize_after = 0;
+  std::uint64_t reinitializations = 0;
+  std::uint64_t reinitialize_failures = 0;
 };
 
 class Pkcs11Hsm final : public Hsm {

@@ -89,3 +89,26 @@ TEST_CASE("AuditCommitDelayDefaultsTo200MicrosecondsAndIsBounded") {
   CHECK(refused("[audit]\ncommit_delay_us = \"200us\"\n").message().find("audit.commit_delay_us") !=
         std::string::npos);
 }
+
+TEST_CASE("HsmReinitializeAfterIsAutoUnlessACountOrZeroIsGiven") {
+  Result<Config> c = parse_config("", "/etc/kekd");
+  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  CHECK_FALSE(c->hsm.reinitialize_after.has_value());  // the HSM layer chooses by module
+  Result<Config> auto_ = parse_config("[hsm]\nreinitialize_after = \"auto\"\n", "/etc/kekd");
+  REQUIRE_MESSAGE(auto_.ok(), auto_.error().to_string());
+  CHECK_FALSE(auto_->hsm.reinitialize_after.has_value());
+  Result<Config> never = parse_config("[hsm]\nreinitialize_after = 0\n", "/etc/kekd");
+  REQUIRE_MESSAGE(never.ok(), never.error().to_string());
+  CHECK(never->hsm.reinitialize_after == std::optional<std::uint64_t>(0));
+  Result<Config> every = parse_config("[hsm]\nreinitialize_after = 50000\n", "/etc/kekd");
+  REQUIRE_MESSAGE(every.ok(), every.error().to_string());
+  CHECK(every->hsm.reinitialize_after == std::optional<std::uint64_t>(50000));
+
+  const std::string expected =
+      "config: hsm.reinitialize_after must be \"auto\", 0 (never) or between 1000 and "
+      "1000000000000";
+  CHECK(refused("[hsm]\nreinitialize_after = 999\n").message() == expected);
+  CHECK(refused("[hsm]\nreinitialize_after = -1\n").message() == expected);
+  CHECK(refused("[hsm]\nreinitialize_after = \"sometimes\"\n").message() == expected);
+  CHECK(refused("[hsm]\nreinitialize_after = 1.5\n").message() == expected);
+}
