@@ -12,6 +12,9 @@
 #      network HSM) with 16 sessions at 64 connections, against the 16 / 2 ms = 8000 ops/s model,
 #      while a second wrk probes GET /v1/health at a steady pace,
 #   5. start-up to ready, before and after adding 1000 KEK versions to the deployment,
+#   6. single wraps at 32 connections for a minute on one kekd, with those 1000 versions in the
+#      token: memory over time, and the pauses of re-initialising SoftHSM (docs/operations.md,
+#      "SoftHSM's memory"), which the other runs, each on a fresh kekd, are too short to meet,
 #
 # and prints a table (also written as JSON, path printed at the end) with requests and operations
 # per second, p50/p99 latency, kekd's peak RSS, errors, and each throughput as a ratio of the
@@ -40,7 +43,8 @@
 #                                   connection (a paced probe, < 800 requests/s); 0 = a flood
 #   BENCH_POPULATE_KEYS [100]  BENCH_POPULATE_VERSIONS [10]  (1000 KEK versions)
 #   BENCH_STARTUP_RUNS [5]          start-ups timed before and after populating
-#   BENCH_SKIP ["" ]                any of: ceiling single batch shim startup
+#   BENCH_SUSTAINED_SECONDS [60]    the length of the one sustained run (6.)
+#   BENCH_SKIP ["" ]                any of: ceiling single batch shim startup sustained
 #   BENCH_PERF [0]                  1: one more wrap run at 32 connections under `perf record`,
 #                                   its report written next to the JSON
 #   BENCH_BUILD [build-bench]  BENCH_OUT [BENCH_BUILD/bench-<sha>[-dirty].json]
@@ -65,6 +69,7 @@ health_delay_ms=${BENCH_HEALTH_DELAY_MS:-5}
 populate_keys=${BENCH_POPULATE_KEYS:-100}
 populate_versions=${BENCH_POPULATE_VERSIONS:-10}
 startup_runs=${BENCH_STARTUP_RUNS:-5}
+sustained_seconds=${BENCH_SUSTAINED_SECONDS:-60}
 runs=${BENCH_RUNS:-3}
 repeat_connections=${BENCH_REPEAT_CONNECTIONS:-32}
 skip=" ${BENCH_SKIP:-} "
@@ -137,17 +142,18 @@ run_wrk() {  # op batch connections seconds
 http_runs_file="$work/http-runs.jsonl"
 : >"$http_runs_file"
 measure_http() {  # scenario config op batch connections round [VAR=VALUE for kekd...]
-  local scenario=$1 config=$2 op=$3 n=$4 c=$5 run=$6 result hwm health=null
+  local scenario=$1 config=$2 op=$3 n=$4 c=$5 run=$6 result hwm health=null reinit=0
+  local secs=${MEASURE_SECONDS:-$seconds}
   shift 6
   kekd_start "$build" "$config" "$port" "$work/kekd.log" "$@"
   if [ "$warmup" != 0 ]; then run_wrk "$op" "$n" "$c" "$warmup" >/dev/null; fi
   if [ "$scenario" = shim ]; then
     BENCH_OP=health BENCH_DELAY_MS=$health_delay_ms wrk -t1 -c"$health_connections" \
-      -d"${seconds}s" --timeout "$wrk_timeout" \
+      -d"${secs}s" --timeout "$wrk_timeout" \
       -s "$root/tests/bench/kekd.lua" "$url" >"$work/health.out" &
     health_pid=$!
   fi
-  result=$(run_wrk "$op" "$n" "$c" "$seconds")
+  result=$(run_wrk "$op" "$n" "$c" "$secs")
   if [ -n "$health_pid" ]; then
     wait "$health_pid"
     health_pid=""
@@ -155,8 +161,11 @@ measure_http() {  # scenario config op batch connections round [VAR=VALUE for ke
     [ -n "$health" ] || health=null
   fi
   hwm=$(kekd_hwm_kib)
+  # How often kekd re-initialised the module meanwhile (hsm.reinitialize_after).
+  reinit=$(curl -fsS "$url/metrics" | awk '$1 == "kekd_hsm_reinitializations_total" { print $2 }')
   kekd_stop
   jq -nc --arg scenario "$scenario" --argjson c "$c" --argjson w "$result" --argjson hwm "$hwm" \
+    --argjson reinit "${reinit:-0}" \
     --argjson health "$health" --argjson hc "$health_connections" --argjson run "$run" \
     --argjson sessions "$(sed -n 's/^sessions = //p' "$config")" \
     '{scenario: $scenario, run: $run, op: $w.op, connections: $c, batch: $w.batch, sessions: $sessions,
@@ -165,7 +174,7 @@ measure_http() {  # scenario config op batch connections round [VAR=VALUE for ke
       non2xx: $w.non2xx, item_errors: $w.item_errors, socket_errors: $w.socket_errors,
       socket_error_detail: {connect: $w.connect_errors, read: $w.read_errors,
                             write: $w.write_errors, timeout: $w.timeouts},
-      peak_rss_kib: $hwm}
+      peak_rss_kib: $hwm, reinitializations: $reinit}
      + (if $health == null then {} else {health: {connections: $hc,
           rps: $health.rps, p50_ms: $health.p50_ms, p99_ms: $health.p99_ms,
           max_ms: $health.max_ms, non2xx: $health.non2xx,
@@ -266,7 +275,6 @@ if [[ $skip != *" shim "* ]]; then
   done
   ceiling_median shim-ceiling
 fi
-http_median
 
 if [ "${BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   say "perf: wrap, 32 connections, ${seconds}s (not part of the table)"
@@ -321,6 +329,13 @@ if [[ $skip != *" startup "* ]]; then
   jq -c '{scenario: "populate"} + .' "$work/populate.json" >>"$rows"
 fi
 
+if [[ $skip != *" sustained "* ]]; then
+  say "kekd: wrap, single items, $repeat_connections connections for ${sustained_seconds}s on one kekd (memory over time)"
+  MEASURE_SECONDS=$sustained_seconds measure_http sustained "$var/bench.toml" wrap 1 \
+    "$repeat_connections" 1
+fi
+http_median
+
 load_end=$(loadavg)
 
 # ---- the report ------------------------------------------------------------------------------
@@ -339,7 +354,7 @@ jq -s \
   | def best($s; $op): [$rows[] | select(.scenario == $s and .op == $op) | .ops_per_sec] | max;
     ($shim_sessions * 1000000 / $shim_delay_us) as $model
   | [ $rows[]
-      | if .scenario == "single" or .scenario == "batch" then
+      | if .scenario == "single" or .scenario == "batch" or .scenario == "sustained" then
           . + {ceiling_ops_per_sec: best("ceiling"; .op)}
           | . + {ratio: (if .ceiling_ops_per_sec then .ops_per_sec / .ceiling_ops_per_sec else null end)}
         elif .scenario == "shim" then
@@ -347,7 +362,8 @@ jq -s \
                ceiling_ops_per_sec: best("shim-ceiling"; .op)}
           | . + {ceiling_ratio: (if .ceiling_ops_per_sec then .ops_per_sec / .ceiling_ops_per_sec else null end)}
         else . end ] as $rows
-  | def http: $rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim");
+  | def http: $rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim"
+                               or .scenario == "sustained");
     def target($name; $measured; $ok): {target: $name, measured: $measured, met: $ok};
   { git_sha: $sha, dirty: $dirty, started: $started, finished: $finished,
     machine: {nproc: $nproc, cpu: $cpu, mem_mib: ($mem_kib / 1024 | floor), kernel: $kernel,
@@ -389,13 +405,13 @@ jq -s \
       [.scenario, .op, .threads, (.ops_per_sec | floor),
        (.runs // [.ops_per_sec] | map(floor | tostring) | join(" "))]) | @tsv' "$out" |
     column -t -s $'\t'
-  if jq -e '[.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim")] | length > 0' "$out" >/dev/null; then
+  if jq -e '[.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim" or .scenario == "sustained")] | length > 0' "$out" >/dev/null; then
   echo
   echo "kekd over HTTP/1.1 keep-alive (wrk): the run with the median ops/s; ratio = ops/s / ceiling"
   echo "(the higher of the op's 1- and 2-thread medians); errors summed and RSS the peak over the runs"
   jq -r 'def f1: . * 10 | round / 10; def f2: . * 100 | round / 100;
     ["scenario","op","conns","batch","sess","req/s","ops/s","p50 ms","p99 ms","ceiling","ratio","RSS MiB","non2xx","item err","sock err","runs ops/s"],
-    (.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim") |
+    (.rows[] | select(.scenario == "single" or .scenario == "batch" or .scenario == "shim" or .scenario == "sustained") |
       [.scenario, .op, .connections, .batch, .sessions, (.rps | floor), (.ops_per_sec | floor),
        (.p50_ms | f2), (.p99_ms | f2),
        (if .scenario == "shim" then "model \(.model_ops_per_sec)" else (.ceiling_ops_per_sec // 0 | floor) end),
@@ -404,6 +420,8 @@ jq -s \
        (.runs // [.ops_per_sec] | map(floor | tostring) | join(" "))]) | @tsv' "$out" |
     column -t -s $'\t'
   fi
+  jq -r '.rows[] | select(.scenario == "sustained") |
+    "(sustained: \(.seconds | floor) s of wraps on one kekd, \(.requests) requests: peak RSS \(.peak_rss_kib / 1024 | floor) MiB, \(.reinitializations) re-initialisations of the module, slowest request \(.max_ms) ms)"' "$out"
   if jq -e '[.rows[] | select(.scenario == "shim")] | length > 0' "$out" >/dev/null; then
     echo
     probe=$(jq -r '.settings | "\(.health_connections) connections, \(.health_delay_ms) ms apart"' "$out")
