@@ -28,6 +28,10 @@ class Ticker {
             lock.unlock();
             Status status = ceremonies.tick();
             if (!status.ok()) spdlog::warn("ceremony tick: {}", status.error().to_string());
+            // SoftHSM's memory (hsm.reinitialize_after) is given back here, on a thread that
+            // holds no HSM session, rather than on a worker in the middle of a request.
+            Status reinit = hsm.reinitialize_if_due();
+            if (!reinit.ok()) last_reinit_error_ = reinit.error().to_string();
             // Lost sessions come back by themselves once the token does, traffic or not. (A
             // stalled call is not healed: nothing can interrupt it; it ends when the HSM answers.)
             hsm::SessionHealth health = hsm.health();
@@ -61,15 +65,16 @@ class Ticker {
     }
     if (h.reinitialize_failures != reinitialize_failures_) {
       spdlog::warn(
-          "re-initialising the PKCS#11 module failed ({} so far): see "
-          "kekd_hsm_sessions_broken and docs/operations.md, \"SoftHSM's memory\"",
-          h.reinitialize_failures);
+          "re-initialising the PKCS#11 module failed ({} so far; the last: {}): see "
+          "docs/operations.md, \"SoftHSM's memory\"",
+          h.reinitialize_failures, last_reinit_error_);
       reinitialize_failures_ = h.reinitialize_failures;
     }
   }
 
   std::uint64_t reinitializations_ = 0;  // as last logged (ticker thread only)
   std::uint64_t reinitialize_failures_ = 0;
+  std::string last_reinit_error_;  // (ticker thread only)
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -58,8 +58,11 @@ Status Module::initialize() {
 
 Status Module::reinitialize() {
   if (initialized_) {
+    CK_RV rv = fn_->C_Finalize(nullptr);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_NOT_INITIALIZED) {
+      return ck_error(rv, "C_Finalize of " + path_);  // still initialised: nothing changed
+    }
     initialized_ = false;
-    fn_->C_Finalize(nullptr);  // what it returns changes nothing: C_Initialize comes next
   }
   return initialize();
 }

@@ -28,10 +28,11 @@ class Module {
   CK_FUNCTION_LIST* fn() const { return fn_; }
   const std::string& path() const { return path_; }
 
-  // C_Finalize, then C_Initialize again, with every session of the process closed first (the
-  // caller's job). Some modules free what they hold for closed sessions only at C_Finalize
-  // (SessionPool::reinitialize). After a failed C_Initialize, initialized() is false and this
-  // may be called again.
+  // C_Finalize, then C_Initialize again, with every session of the process closed first and no
+  // other call running (the caller's job). Some modules free what they hold for closed sessions
+  // only at C_Finalize (SessionPool::reinitialize). If C_Finalize fails, nothing changed and
+  // initialized() stays true; after a failed C_Initialize it is false, and this may be called
+  // again. C_Finalize is per process: no other user of the module may share it.
   Status reinitialize();
   bool initialized() const { return initialized_.load(); }
 

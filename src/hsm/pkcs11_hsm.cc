@@ -162,6 +162,21 @@ struct HeldSession {
 };
 thread_local HeldSession* t_held = nullptr;
 
+class Pkcs11SessionHold final : public Hsm::SessionHold {
+ public:
+  explicit Pkcs11SessionHold(const void* owner) {
+    state_.owner = owner;
+    t_held = &state_;
+  }
+  // The kept lease, if any, goes back to the pool with state_.
+  ~Pkcs11SessionHold() override { t_held = nullptr; }
+  Pkcs11SessionHold(const Pkcs11SessionHold&) = delete;
+  Pkcs11SessionHold& operator=(const Pkcs11SessionHold&) = delete;
+
+ private:
+  HeldSession state_;
+};
+
 // Transient objects after which kekd re-initialises SoftHSM when kekd.toml does not say
 // (hsm.reinitialize_after): SoftHSM keeps about 240 bytes of each until C_Finalize, so this
 // bounds that to about 23 MiB, for a pause of some tens of milliseconds per 100,000 operations
@@ -171,17 +186,17 @@ constexpr std::uint64_t kSoftHsmReinitializeAfter = 100'000;
 }  // namespace
 
 struct Pkcs11Hsm::Impl {
-  class Hold;
-
   std::unique_ptr<Module> module;
   std::unique_ptr<SessionPool> pool;
   std::string token_label;
 
   // Re-initialising the module (SessionPool::reinitialize): after how many transient objects (0:
-  // never), how many since the last time, and how it went.
+  // never), how many since the last one, whether one that failed must be done again before any
+  // session can open, and how they went. One at a time, under reinit_mu.
   std::uint64_t reinitialize_after = 0;
   std::atomic<std::uint64_t> transient_objects{0};
-  std::atomic<bool> reinitializing{false};
+  std::mutex reinit_mu;
+  std::atomic<bool> needs_reinit{false};
   std::atomic<std::uint64_t> reinitializations{0};
   std::atomic<std::uint64_t> reinitialize_failures{0};
 
@@ -199,31 +214,24 @@ struct Pkcs11Hsm::Impl {
   // A wrap or unwrap made a session object (destroyed again at once).
   void count_transient_object() { transient_objects.fetch_add(1, std::memory_order_relaxed); }
 
-  // Re-initialises the module once reinitialize_after transient objects have been made, on the
-  // thread that made the last one: called only where that thread holds no session of this pool,
-  // or the pool would wait for the caller's own session. One thread at a time; the others go on
-  // and wait in acquire() while it runs.
-  void maybe_reinitialize() {
-    if (reinitialize_after == 0 ||
-        transient_objects.load(std::memory_order_relaxed) < reinitialize_after) {
-      return;
-    }
-    if (reinitializing.exchange(true)) return;
-    // Counted from now whatever happens: a failure is retried after as many objects again, not
-    // at every call (each try waits for every session).
-    transient_objects.store(0, std::memory_order_relaxed);
-    (void)reinitialize_now();  // counted in reinitializations or reinitialize_failures
-    reinitializing.store(false);
-  }
-
-  Status reinitialize_now() {
-    Status status = pool->reinitialize([this]() -> Result<CK_SLOT_ID> {
+  // One re-initialisation, with reinit_mu held. Once it has got as far as C_Finalize, a failure
+  // leaves needs_reinit set: the module, or its sessions, must be set up again (heal()).
+  Status reinitialize_locked() {
+    bool finalized = false;
+    Status finalize_refused = ok_status();
+    Status status = pool->reinitialize([&]() -> Result<CK_SLOT_ID> {
       forget_handles();  // object handles mean nothing to the re-initialised module
-      KEKD_RETURN_IF_ERROR(module->reinitialize());
+      finalized = true;
+      Status reinit = module->reinitialize();
+      if (!reinit.ok()) {
+        if (!module->initialized()) return reinit.error();
+        // C_Finalize refused: the module is as it was, and its sessions reopen on it.
+        finalize_refused = reinit;
+      }
       return module->find_token(token_label);
     });
-    (status.ok() ? reinitializations : reinitialize_failures).fetch_add(1);
-    return status;
+    if (finalized) needs_reinit = !status.ok();
+    return status.ok() ? finalize_refused : status;
   }
 
   void forget_handle(std::string_view label) {
@@ -356,14 +364,6 @@ struct Pkcs11Hsm::Impl {
   template <typename Op>
   Status run(Op&& op) {
     HeldSession* held = t_held != nullptr && t_held->owner == this ? t_held : nullptr;
-    // Destroyed after the lease below: a thread without a hold has no session left by then.
-    struct AfterCall {
-      Impl* impl;
-      bool held;
-      ~AfterCall() {
-        if (!held) impl->maybe_reinitialize();
-      }
-    } after_call{this, held != nullptr};
     for (int attempt = 0;; ++attempt) {
       std::optional<SessionPool::Lease> own;
       SessionPool::Lease* lease;
@@ -404,27 +404,6 @@ struct Pkcs11Hsm::Impl {
   }
 };
 
-class Pkcs11Hsm::Impl::Hold final : public Hsm::SessionHold {
- public:
-  explicit Hold(Impl* impl) : impl_(impl) {
-    state_.owner = impl;
-    t_held = &state_;
-  }
-  // The kept lease, if any, goes back to the pool first: a re-initialisation that is due waits
-  // for every session.
-  ~Hold() override {
-    t_held = nullptr;
-    state_.lease.reset();
-    impl_->maybe_reinitialize();
-  }
-  Hold(const Hold&) = delete;
-  Hold& operator=(const Hold&) = delete;
-
- private:
-  Impl* impl_;
-  HeldSession state_;
-};
-
 Pkcs11Hsm::Pkcs11Hsm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Pkcs11Hsm::~Pkcs11Hsm() {
@@ -442,13 +421,31 @@ SessionHealth Pkcs11Hsm::health() const {
   return h;
 }
 
+Status Pkcs11Hsm::reinitialize_if_due() {
+  Impl& impl = *impl_;
+  const std::uint64_t made = impl.transient_objects.load(std::memory_order_relaxed);
+  if (impl.reinitialize_after == 0 || made < impl.reinitialize_after) return ok_status();
+  std::unique_lock lock(impl.reinit_mu, std::try_to_lock);
+  if (!lock.owns_lock()) return ok_status();  // heal() is re-initialising already
+  Status status = impl.reinitialize_locked();
+  // Counted from here whatever happened: a failure is tried again after as many objects more,
+  // not at once (each try may hold every request up for a while).
+  impl.transient_objects.fetch_sub(made, std::memory_order_relaxed);
+  (status.ok() ? impl.reinitializations : impl.reinitialize_failures).fetch_add(1);
+  return status;
+}
+
 Status Pkcs11Hsm::heal() {
-  // A re-initialisation whose C_Initialize failed left the module finalised: no session can open
-  // until it is initialised again.
-  if (!impl_->module->initialized() && !impl_->reinitializing.exchange(true)) {
-    Status status = impl_->reinitialize_now();
-    impl_->reinitializing.store(false);
-    KEKD_RETURN_IF_ERROR(status);
+  // A re-initialisation that failed after C_Finalize: the module, or the token's slot, must be
+  // set up again before any session can open. Its failures are not counted again here: the
+  // first one was.
+  if (impl_->needs_reinit) {
+    std::lock_guard lock(impl_->reinit_mu);
+    if (impl_->needs_reinit) {  // not done meanwhile by reinitialize_if_due()
+      Status status = impl_->reinitialize_locked();
+      if (status.ok()) impl_->reinitializations.fetch_add(1);
+      return status;
+    }
   }
   return impl_->pool->reopen_broken();
 }
@@ -456,7 +453,7 @@ Status Pkcs11Hsm::heal() {
 std::unique_ptr<Hsm::SessionHold> Pkcs11Hsm::hold_session() {
   // Within a hold already (of this Hsm or another): the outer hold decides.
   if (t_held != nullptr) return nullptr;
-  return std::make_unique<Impl::Hold>(impl_.get());
+  return std::make_unique<Pkcs11SessionHold>(impl_.get());
 }
 
 Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {

@@ -45,6 +45,13 @@ Result<CK_SESSION_HANDLE> SessionPool::open_session() {
                  "the token rejected the PIN earlier; kekd does not retry it (fix the PIN and "
                  "restart)");
   }
+  if (!module_.initialized()) {
+    // A re-initialisation failed after C_Finalize. No thread may call the module before it is
+    // initialised again (PKCS#11 promises nothing then; SoftHSM would rebuild its state without
+    // a lock), and only Pkcs11Hsm::heal() does that.
+    return Error(Code::kUnavailable,
+                 "the PKCS#11 module is being re-initialised after a failure; retry later");
+  }
   CK_FUNCTION_LIST* fn = module_.fn();
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
   CK_RV rv = fn->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
@@ -150,8 +157,22 @@ Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& rein
   {
     std::unique_lock lock(mu_);
     if (draining_) return Error(Code::kUnavailable, "the module is being re-initialised already");
+    // Requests wait while this collects the sessions, so it waits at most a quarter of the
+    // acquire timeout for them, and not at all behind a call already running that long (one that
+    // hangs): requests that queue behind it still get their sessions within their timeout.
+    const auto bound = options_.acquire_timeout / 4;
+    const Clock::time_point now = Clock::now();
+    std::vector<bool> is_free(handles_.size(), false);
+    for (std::size_t i : free_) is_free[i] = true;
+    for (std::size_t i = 0; i < handles_.size(); ++i) {
+      if (!is_free[i] && now - leased_at_[i] > bound) {
+        return Error(Code::kUnavailable, "an HSM call has been running for more than " +
+                                             std::to_string(bound.count()) +
+                                             " ms; the module was not re-initialised");
+      }
+    }
     draining_ = true;
-    const Clock::time_point deadline = Clock::now() + options_.acquire_timeout;
+    const Clock::time_point deadline = now + bound;
     while (taken.size() < handles_.size()) {
       if (free_.empty()) {
         waiting_++;
@@ -165,7 +186,7 @@ Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& rein
           lock.unlock();
           freed_.notify_all();
           return Error(Code::kUnavailable, "HSM sessions stayed in use for " +
-                                               std::to_string(options_.acquire_timeout.count()) +
+                                               std::to_string(bound.count()) +
                                                " ms; the module was not re-initialised");
         }
       }

@@ -105,16 +105,17 @@ class SessionPool {
   // first failure; a wrong PIN is not retried here either.
   Status reopen_broken();
 
-  // Takes every session as a lease would (waiting up to the acquire timeout for those in use; a
-  // hold gives its session back because this counts as a waiter, and acquire() leaves freed
-  // sessions to this meanwhile), closes them all, runs reinit
-  // with no session open in the process, and opens them again on the slot it returns. acquire()
-  // waits meanwhile. Sessions that cannot be opened are left broken, for acquire() and
-  // reopen_broken() to retry. kUnavailable, with nothing changed, if the sessions in use were not
-  // all given back in time; otherwise what reinit returned.
+  // Takes every session as a lease would (waiting up to a quarter of the acquire timeout for
+  // those in use; a hold gives its session back because this counts as a waiter, and acquire()
+  // leaves freed sessions to this meanwhile), closes them all, runs reinit with no session open
+  // in the process, and opens them again on the slot it returns. acquire() waits meanwhile.
+  // Sessions that cannot be opened are left broken, for acquire() and reopen_broken() to retry
+  // once the module is initialised. kUnavailable, with nothing changed, if a call was already
+  // running longer than that quarter, or the sessions in use were not all given back within it;
+  // otherwise what reinit returned. The caller must hold no session of this pool.
   //
   // Why: SoftHSM 2.6 keeps every session object a session ever created, destroyed or not, until
-  // C_Finalize (softhsm/SoftHSMv2 issues 562 and 563), about 250 bytes per wrap or unwrap;
+  // C_Finalize (softhsm/SoftHSMv2 issues 562 and 563), about 240 bytes per wrap or unwrap;
   // re-initialising the module is the only way to give that memory back (Pkcs11Hsm).
   Status reinitialize(const std::function<Result<CK_SLOT_ID>()>& reinit);
 

@@ -35,10 +35,10 @@ struct Pkcs11Config {
   // CKA_NEVER_EXTRACTABLE), or wrap and unwrap refuse it. Off only in the RFC 5649 oracle test,
   // which needs a KEK of known value; kekd never turns it off, and kekd.toml cannot.
   bool require_generated_keks = true;
-  // Re-initialise the module (close every session, C_Finalize, C_Initialize, log in again) after
-  // this many transient objects, i.e. wraps and unwraps; 0: never. Unset: 100,000 for SoftHSM,
-  // which frees its session objects only at C_Finalize (~250 bytes each), 0 for other modules
-  // (docs/operations.md, "SoftHSM's memory").
+  // Re-initialise the module (close every session, C_Finalize, C_Initialize, log in again) in
+  // the first reinitialize_if_due() after this many transient objects, i.e. wraps and unwraps;
+  // 0: never. Unset: 100,000 for SoftHSM, which frees its session objects only at C_Finalize
+  // (~240 bytes each), 0 for other modules (docs/operations.md, "SoftHSM's memory").
   std::optional<std::uint64_t> reinitialize_after;
 };
 
@@ -83,8 +83,13 @@ class Pkcs11Hsm final : public Hsm {
   // stall threshold (readiness).
   bool healthy() const;
   SessionHealth health() const;
-  // Reopens lost or failed sessions now rather than at the next request (SessionPool).
+  // Reopens lost or failed sessions now rather than at the next request (SessionPool), and
+  // re-initialises the module first if a re-initialisation failed after C_Finalize.
   Status heal();
+  // Re-initialises the module if reinitialize_after transient objects have been made since the
+  // last time (SessionPool::reinitialize); otherwise does nothing. Called by the daemon once a
+  // second, on a thread that holds no session. Requests wait for a session meanwhile.
+  Status reinitialize_if_due();
 
   // For tests of the adapter itself (tests/integration/hsm): the raw module and pool.
   Module& module();
