@@ -34,12 +34,12 @@ class Ticker {
             if (!reinit.ok()) last_reinit_error_ = reinit.error().to_string();
             // Lost sessions come back by themselves once the token does, traffic or not. (A
             // stalled call is not healed: nothing can interrupt it; it ends when the HSM answers.)
-            hsm::SessionHealth health = hsm.health();
-            if (health.broken > 0) {
+            // Not in the second after a failed re-initialisation: heal() would only repeat it.
+            if (reinit.ok() && hsm.health().broken > 0) {
               Status healed = hsm.heal();
               if (!healed.ok()) spdlog::debug("HSM sessions: {}", healed.error().to_string());
             }
-            report_reinitializations(health);
+            report_reinitializations(hsm.health());
             lock.lock();
           }
         }) {}
@@ -58,8 +58,8 @@ class Ticker {
   void report_reinitializations(const hsm::SessionHealth& h) {
     if (h.reinitializations != reinitializations_) {
       spdlog::info(
-          "re-initialised the PKCS#11 module to free its transient objects ({} so far; "
-          "hsm.reinitialize_after = {})",
+          "re-initialised the PKCS#11 module ({} so far; hsm.reinitialize_after = {}: "
+          "docs/operations.md, \"SoftHSM's memory\")",
           h.reinitializations, h.reinitialize_after);
       reinitializations_ = h.reinitializations;
     }

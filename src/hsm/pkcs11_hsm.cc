@@ -214,10 +214,11 @@ struct Pkcs11Hsm::Impl {
   // A wrap or unwrap made a session object (destroyed again at once).
   void count_transient_object() { transient_objects.fetch_add(1, std::memory_order_relaxed); }
 
-  // One re-initialisation, with reinit_mu held. Once it has got as far as C_Finalize, a failure
-  // leaves needs_reinit set: the module, or its sessions, must be set up again (heal()).
+  // One re-initialisation, with reinit_mu held. If C_Initialize or finding the token failed, it
+  // leaves needs_reinit set: no session can open until heal() has done this again. (Sessions
+  // that failed to open on a module that came back are reopened by heal() as after any fault.)
   Status reinitialize_locked() {
-    bool finalized = false;
+    bool finalized = false, slot_found = false;
     Status finalize_refused = ok_status();
     Status status = pool->reinitialize([&]() -> Result<CK_SLOT_ID> {
       forget_handles();  // object handles mean nothing to the re-initialised module
@@ -228,9 +229,11 @@ struct Pkcs11Hsm::Impl {
         // C_Finalize refused: the module is as it was, and its sessions reopen on it.
         finalize_refused = reinit;
       }
-      return module->find_token(token_label);
+      Result<CK_SLOT_ID> slot = module->find_token(token_label);
+      slot_found = slot.ok();
+      return slot;
     });
-    if (finalized) needs_reinit = !status.ok();
+    if (finalized) needs_reinit = !module->initialized() || !slot_found;
     return status.ok() ? finalize_refused : status;
   }
 

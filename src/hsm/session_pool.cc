@@ -45,10 +45,11 @@ Result<CK_SESSION_HANDLE> SessionPool::open_session() {
                  "the token rejected the PIN earlier; kekd does not retry it (fix the PIN and "
                  "restart)");
   }
-  if (!module_.initialized()) {
+  if (!module_.initialized() || !slot_known_) {
     // A re-initialisation failed after C_Finalize. No thread may call the module before it is
     // initialised again (PKCS#11 promises nothing then; SoftHSM would rebuild its state without
-    // a lock), and only Pkcs11Hsm::heal() does that.
+    // a lock), nor open a session on a slot it has not found again; only Pkcs11Hsm::heal() does
+    // that.
     return Error(Code::kUnavailable,
                  "the PKCS#11 module is being re-initialised after a failure; retry later");
   }
@@ -207,6 +208,7 @@ Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& rein
   Result<CK_SLOT_ID> slot = reinit();
   Status status = slot.ok() ? ok_status() : Status(slot.error());
   if (slot.ok()) slot_ = *slot;
+  slot_known_ = slot.ok();
   for (std::size_t i = 0; i < handles_.size(); ++i) {
     Result<CK_SESSION_HANDLE> opened =
         status.ok() ? open_session() : Result<CK_SESSION_HANDLE>(status.error());

@@ -146,6 +146,8 @@ class SessionPool {
   std::uint64_t waits_ = 0;           // acquires that found no free session (under mu_)
   int handing_over_ = 0;              // threads inside hand_over (under mu_)
   bool draining_ = false;             // reinitialize() is collecting the sessions (under mu_)
+  // False after a reinitialize() whose reinit failed: slot_ may not name the token any more.
+  std::atomic<bool> slot_known_{true};
 };
 
 }  // namespace kekd::hsm
