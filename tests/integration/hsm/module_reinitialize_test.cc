@@ -109,6 +109,41 @@ std::size_t heap_growth(hsm::Pkcs11Hsm& hsm, int warm_up, int wraps) {
   return after > before ? after - before : 0;
 }
 
+// kekd on the PKCS#11 shim, with faults switched by its control file (read at every call) and its
+// call counts written at each C_Finalize.
+class ShimWithFaults {
+ public:
+  explicit ShimWithFaults(const TokenFixture& token)
+      : control_(token.dir() + "/shim-control"),
+        stats_(token.dir() + "/shim-stats"),
+        control_env_("KEKD_SHIM_CONTROL", control_),
+        interval_env_("KEKD_SHIM_CONTROL_INTERVAL_MS", "0"),
+        stats_env_("KEKD_SHIM_STATS", stats_) {
+    std::ofstream(control_) << "";
+  }
+
+  // Two sessions, re-initialised after `reinitialize_after` transient objects.
+  std::unique_ptr<hsm::Pkcs11Hsm> open(const TokenFixture& token,
+                                       std::uint64_t reinitialize_after) const {
+    hsm::Pkcs11Config config = token.config(2);
+    config.module_path = KEKD_SHIM_MODULE;
+    config.reinitialize_after = reinitialize_after;
+    return open_hsm(std::move(config));
+  }
+
+  // Replaces the rules at once (a new file renamed over the old one: never read half written).
+  void set_rules(const std::string& rules) const {
+    { std::ofstream(control_ + ".new") << rules; }
+    REQUIRE(std::rename((control_ + ".new").c_str(), control_.c_str()) == 0);
+  }
+
+  std::map<std::string, unsigned long long> calls() const { return shim_calls(stats_); }
+
+ private:
+  std::string control_, stats_;
+  ScopedEnv control_env_, interval_env_, stats_env_;
+};
+
 // Has the pool re-initialise the module as Pkcs11Hsm does, without the count.
 Status reinitialize_pool(hsm::Pkcs11Hsm& hsm) {
   return hsm.sessions().reinitialize([&]() -> Result<CK_SLOT_ID> {
@@ -190,20 +225,8 @@ TEST_CASE("ReinitialisingGivesBackTheMemorySoftHsmKeepsOfDestroyedObjects") {
 TEST_CASE("AFailedReinitialisationMakesNoCallUntilHealInitialisesTheModuleAgain" *
           doctest::test_suite("concurrency")) {
   TokenFixture token;
-  const std::string control = token.dir() + "/shim-control";
-  { std::ofstream(control) << ""; }
-  ScopedEnv control_env("KEKD_SHIM_CONTROL", control);
-  ScopedEnv interval_env("KEKD_SHIM_CONTROL_INTERVAL_MS", "0");  // every call reads the rules
-  const std::string stats = token.dir() + "/shim-stats";
-  ScopedEnv stats_env("KEKD_SHIM_STATS", stats);
-  auto set_rules = [&](const std::string& rules) {
-    { std::ofstream(control + ".new") << rules; }
-    REQUIRE(std::rename((control + ".new").c_str(), control.c_str()) == 0);
-  };
-  hsm::Pkcs11Config config = token.config(2);
-  config.module_path = KEKD_SHIM_MODULE;
-  config.reinitialize_after = 4;
-  auto hsm = open_hsm(std::move(config));
+  ShimWithFaults shim(token);
+  auto hsm = shim.open(token, 4);
   REQUIRE(hsm->generate_kek(kKekA).ok());
   Bytes payload = pattern_bytes(40, 2);
   Result<Bytes> wrapped = hsm->wrap(kKekA, payload);
@@ -213,7 +236,7 @@ TEST_CASE("AFailedReinitialisationMakesNoCallUntilHealInitialisesTheModuleAgain"
   REQUIRE(hsm->unwrap(kKekA, *wrapped).ok());  // 4: due
 
   // The module refuses to initialise again.
-  set_rules("fail C_Initialize CKR_DEVICE_ERROR\n");
+  shim.set_rules("fail C_Initialize CKR_DEVICE_ERROR\n");
   Status failed = hsm->reinitialize_if_due();
   REQUIRE_FALSE(failed.ok());
   hsm::SessionHealth health = hsm->health();
@@ -246,7 +269,7 @@ TEST_CASE("AFailedReinitialisationMakesNoCallUntilHealInitialisesTheModuleAgain"
   CHECK_FALSE(hsm->healthy());
 
   // Once the module initialises again, heal() brings it all back.
-  set_rules("");
+  shim.set_rules("");
   REQUIRE_MESSAGE(hsm->heal().ok(), "heal after the fault is gone");
   health = hsm->health();
   CHECK(health.broken == 0);
@@ -259,7 +282,7 @@ TEST_CASE("AFailedReinitialisationMakesNoCallUntilHealInitialisesTheModuleAgain"
   // Two sessions opened at the start and two after the successful heal(), none in between (the
   // refused calls and the failed heal() calls never reached the module).
   hsm.reset();
-  std::map<std::string, unsigned long long> calls = shim_calls(stats);
+  std::map<std::string, unsigned long long> calls = shim.calls();
   CHECK(calls["C_OpenSession"] == 4);  // 2 at open, 2 after the successful heal()
   CHECK(calls["C_Finalize"] == 2);     // the failed re-initialisation's, and the last
 }
@@ -371,33 +394,21 @@ TEST_CASE("AReinitialisationWaitingForSessionsGetsTheOneGivenBackBeforeItsOwnerT
 
 TEST_CASE("ATokenNotFoundAgainIsReinitialisedByHealButASessionThatFailedToOpenIsOnlyReopened") {
   TokenFixture token;
-  const std::string control = token.dir() + "/shim-control";
-  { std::ofstream(control) << ""; }
-  ScopedEnv control_env("KEKD_SHIM_CONTROL", control);
-  ScopedEnv interval_env("KEKD_SHIM_CONTROL_INTERVAL_MS", "0");
-  const std::string stats = token.dir() + "/shim-stats";
-  ScopedEnv stats_env("KEKD_SHIM_STATS", stats);
-  auto set_rules = [&](const std::string& rules) {
-    { std::ofstream(control + ".new") << rules; }
-    REQUIRE(std::rename((control + ".new").c_str(), control.c_str()) == 0);
-  };
-  hsm::Pkcs11Config config = token.config(2);
-  config.module_path = KEKD_SHIM_MODULE;
-  config.reinitialize_after = 2;
-  auto hsm = open_hsm(std::move(config));
+  ShimWithFaults shim(token);
+  auto hsm = shim.open(token, 2);
   REQUIRE(hsm->generate_kek(kKekA).ok());
 
   // The module initialises again, but the token's slot is not found: no session may open on
   // the old slot, and heal() must do the whole re-initialisation again.
   REQUIRE(round_trip(*hsm, kKekA, 1));
-  set_rules("fail C_GetSlotList CKR_DEVICE_ERROR\n");
+  shim.set_rules("fail C_GetSlotList CKR_DEVICE_ERROR\n");
   REQUIRE_FALSE(hsm->reinitialize_if_due().ok());
   CHECK(hsm->module().initialized());
   CHECK(hsm->health().broken == 2);
   Result<Bytes> refused = hsm->wrap(kKekA, pattern_bytes(40, 1));
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().code() == Code::kUnavailable);
-  set_rules("");
+  shim.set_rules("");
   REQUIRE(hsm->heal().ok());
   CHECK(hsm->health().broken == 0);
   CHECK(hsm->health().reinitializations == 1);
@@ -406,10 +417,10 @@ TEST_CASE("ATokenNotFoundAgainIsReinitialisedByHealButASessionThatFailedToOpenIs
   // The token is found, but the sessions fail to open: heal() only reopens them, without
   // another C_Finalize.
   REQUIRE(round_trip(*hsm, kKekA, 2));
-  set_rules("fail C_OpenSession CKR_DEVICE_ERROR\n");
+  shim.set_rules("fail C_OpenSession CKR_DEVICE_ERROR\n");
   REQUIRE_FALSE(hsm->reinitialize_if_due().ok());
   CHECK(hsm->health().broken == 2);
-  set_rules("");
+  shim.set_rules("");
   REQUIRE(hsm->heal().ok());
   CHECK(hsm->health().broken == 0);
   CHECK(hsm->health().reinitialize_failures == 2);
@@ -417,5 +428,5 @@ TEST_CASE("ATokenNotFoundAgainIsReinitialisedByHealButASessionThatFailedToOpenIs
   hsm.reset();
   // C_Finalize: the three re-initialisations (failed to find the token, heal, failed to open
   // sessions) and the last one; not a fourth from the second heal().
-  CHECK(shim_calls(stats)["C_Finalize"] == 4);
+  CHECK(shim.calls()["C_Finalize"] == 4);
 }
