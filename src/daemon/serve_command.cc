@@ -314,8 +314,9 @@ Status run_serve(const std::string& config_path) {
       [&raw_hsm] { return static_cast<double>(raw_hsm.health().reinitializations); });
   metrics.add_counter(
       "kekd_hsm_reinitialize_failures_total",
-      "Re-initialisations of the PKCS#11 module that failed (sessions not given back in time, or "
-      "C_Initialize or login failed; sessions left broken are reopened as usual).",
+      "Re-initialisations of the PKCS#11 module that failed: a call running too long or sessions "
+      "not given back in time (nothing changed), C_Finalize refused, or the module, the token or "
+      "the sessions not set up again (retried once a second).",
       [&raw_hsm] { return static_cast<double>(raw_hsm.health().reinitialize_failures); });
 
   api::ApiServices services;

@@ -48,7 +48,7 @@ class Module {
   std::string path_;
   void* handle_;
   CK_FUNCTION_LIST* fn_;
-  std::atomic<bool> initialized_{false};  // read by health checks on other threads
+  std::atomic<bool> initialized_{false};  // may be read from any thread
 };
 
 }  // namespace kekd::hsm

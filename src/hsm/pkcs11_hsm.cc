@@ -191,12 +191,10 @@ struct Pkcs11Hsm::Impl {
   std::string token_label;
 
   // Re-initialising the module (SessionPool::reinitialize): after how many transient objects (0:
-  // never), how many since the last one, whether one that failed must be done again before any
-  // session can open, and how they went. One at a time, under reinit_mu.
+  // never), how many since the last one, and how they went. One at a time, under reinit_mu.
   std::uint64_t reinitialize_after = 0;
   std::atomic<std::uint64_t> transient_objects{0};
   std::mutex reinit_mu;
-  std::atomic<bool> needs_reinit{false};
   std::atomic<std::uint64_t> reinitializations{0};
   std::atomic<std::uint64_t> reinitialize_failures{0};
 
@@ -214,26 +212,21 @@ struct Pkcs11Hsm::Impl {
   // A wrap or unwrap made a session object (destroyed again at once).
   void count_transient_object() { transient_objects.fetch_add(1, std::memory_order_relaxed); }
 
-  // One re-initialisation, with reinit_mu held. If C_Initialize or finding the token failed, it
-  // leaves needs_reinit set: no session can open until heal() has done this again. (Sessions
+  // One re-initialisation, with reinit_mu held. If C_Initialize or finding the token failed, the
+  // pool is not module_ready(): no session can open until heal() has done this again. (Sessions
   // that failed to open on a module that came back are reopened by heal() as after any fault.)
   Status reinitialize_locked() {
-    bool finalized = false, slot_found = false;
     Status finalize_refused = ok_status();
     Status status = pool->reinitialize([&]() -> Result<CK_SLOT_ID> {
       forget_handles();  // object handles mean nothing to the re-initialised module
-      finalized = true;
       Status reinit = module->reinitialize();
       if (!reinit.ok()) {
         if (!module->initialized()) return reinit.error();
         // C_Finalize refused: the module is as it was, and its sessions reopen on it.
         finalize_refused = reinit;
       }
-      Result<CK_SLOT_ID> slot = module->find_token(token_label);
-      slot_found = slot.ok();
-      return slot;
+      return module->find_token(token_label);
     });
-    if (finalized) needs_reinit = !module->initialized() || !slot_found;
     return status.ok() ? finalize_refused : status;
   }
 
@@ -442,9 +435,9 @@ Status Pkcs11Hsm::heal() {
   // A re-initialisation that failed after C_Finalize: the module, or the token's slot, must be
   // set up again before any session can open. Its failures are not counted again here: the
   // first one was.
-  if (impl_->needs_reinit) {
+  if (!impl_->pool->module_ready()) {
     std::lock_guard lock(impl_->reinit_mu);
-    if (impl_->needs_reinit) {  // not done meanwhile by reinitialize_if_due()
+    if (!impl_->pool->module_ready()) {  // not done meanwhile by reinitialize_if_due()
       Status status = impl_->reinitialize_locked();
       if (status.ok()) impl_->reinitializations.fetch_add(1);
       return status;

@@ -45,7 +45,7 @@ Result<CK_SESSION_HANDLE> SessionPool::open_session() {
                  "the token rejected the PIN earlier; kekd does not retry it (fix the PIN and "
                  "restart)");
   }
-  if (!module_.initialized() || !slot_known_) {
+  if (!module_ready_) {
     // A re-initialisation failed after C_Finalize. No thread may call the module before it is
     // initialised again (PKCS#11 promises nothing then; SoftHSM would rebuild its state without
     // a lock), nor open a session on a slot it has not found again; only Pkcs11Hsm::heal() does
@@ -163,10 +163,8 @@ Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& rein
     // hangs): requests that queue behind it still get their sessions within their timeout.
     const auto bound = options_.acquire_timeout / 4;
     const Clock::time_point now = Clock::now();
-    std::vector<bool> is_free(handles_.size(), false);
-    for (std::size_t i : free_) is_free[i] = true;
-    for (std::size_t i = 0; i < handles_.size(); ++i) {
-      if (!is_free[i] && now - leased_at_[i] > bound) {
+    for (std::chrono::milliseconds age : lease_ages(now)) {
+      if (age > bound) {
         return Error(Code::kUnavailable, "an HSM call has been running for more than " +
                                              std::to_string(bound.count()) +
                                              " ms; the module was not re-initialised");
@@ -208,7 +206,7 @@ Status SessionPool::reinitialize(const std::function<Result<CK_SLOT_ID>()>& rein
   Result<CK_SLOT_ID> slot = reinit();
   Status status = slot.ok() ? ok_status() : Status(slot.error());
   if (slot.ok()) slot_ = *slot;
-  slot_known_ = slot.ok();
+  module_ready_ = slot.ok();
   for (std::size_t i = 0; i < handles_.size(); ++i) {
     Result<CK_SESSION_HANDLE> opened =
         status.ok() ? open_session() : Result<CK_SESSION_HANDLE>(status.error());
@@ -243,16 +241,24 @@ SessionHealth SessionPool::health() const {
   h.leases = taken_;
   h.lease_waits = waits_;
   h.in_use = handles_.size() - free_.size();
-  // Leased indexes are those not in free_: mark the free ones, look at the rest.
-  std::vector<bool> is_free(handles_.size(), false);
-  for (std::size_t i : free_) is_free[i] = true;
-  for (std::size_t i = 0; i < handles_.size(); ++i) {
-    if (is_free[i]) continue;
-    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - leased_at_[i]);
+  for (std::chrono::milliseconds age : lease_ages(now)) {
     h.longest_lease = std::max(h.longest_lease, age);
     if (age > options_.stall_threshold) h.stalled++;
   }
   return h;
+}
+
+std::vector<std::chrono::milliseconds> SessionPool::lease_ages(Clock::time_point now) const {
+  // Leased indexes are those not in free_: mark the free ones, look at the rest.
+  std::vector<bool> is_free(handles_.size(), false);
+  for (std::size_t i : free_) is_free[i] = true;
+  std::vector<std::chrono::milliseconds> ages;
+  for (std::size_t i = 0; i < handles_.size(); ++i) {
+    if (!is_free[i]) {
+      ages.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(now - leased_at_[i]));
+    }
+  }
+  return ages;
 }
 
 bool SessionPool::healthy() const {

@@ -119,6 +119,11 @@ class SessionPool {
   // re-initialising the module is the only way to give that memory back (Pkcs11Hsm).
   Status reinitialize(const std::function<Result<CK_SLOT_ID>()>& reinit);
 
+  // False after a reinitialize() whose reinit failed (the module not initialised again, or the
+  // token not found again): no session opens, without a call into the module, until a
+  // reinitialize() succeeds.
+  bool module_ready() const { return module_ready_; }
+
  private:
   using Clock = std::chrono::steady_clock;
   SessionPool(const Module& module, CK_SLOT_ID slot, SecretBytes pin, Options options);
@@ -126,6 +131,8 @@ class SessionPool {
   // Opens and logs in a session for slot index (called without the lock held).
   Result<CK_SESSION_HANDLE> open_session();
   void release(std::size_t index, CK_SESSION_HANDLE handle, bool lost, bool failed);
+  // How long each session now leased has been (under mu_).
+  std::vector<std::chrono::milliseconds> lease_ages(Clock::time_point now) const;
 
   const Module& module_;
   CK_SLOT_ID slot_;  // changed only by reinitialize(), while it holds every session
@@ -146,8 +153,8 @@ class SessionPool {
   std::uint64_t waits_ = 0;           // acquires that found no free session (under mu_)
   int handing_over_ = 0;              // threads inside hand_over (under mu_)
   bool draining_ = false;             // reinitialize() is collecting the sessions (under mu_)
-  // False after a reinitialize() whose reinit failed: slot_ may not name the token any more.
-  std::atomic<bool> slot_known_{true};
+  // False after a reinitialize() whose reinit failed (see module_ready()).
+  std::atomic<bool> module_ready_{true};
 };
 
 }  // namespace kekd::hsm
