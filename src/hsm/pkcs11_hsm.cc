@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -38,6 +40,14 @@ struct CkOutcome {
 struct KekLookup {
   bool missing = false;
   std::string unfit;  // why the object is not a KEK kekd generated; empty if it is
+};
+
+// One lookup of a KEK's handle in the token, shared with those who wait for it.
+struct KekSearch {
+  bool done = false;
+  bool answered = false;  // its calls succeeded: lookup and handle are the answer for every caller
+  KekLookup lookup;
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
 };
 
 // The error for a KEK lookup that found no usable key (nullopt if it found one).
@@ -200,6 +210,10 @@ struct Pkcs11Hsm::Impl {
 
   std::shared_mutex handles_mu;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles;
+  // kek_handle's lookups in progress, by label, for the callers that wait for them.
+  std::mutex searches_mu;
+  std::condition_variable searches_done;
+  std::unordered_map<std::string, std::shared_ptr<KekSearch>> searches;
   bool require_generated_keks = true;
 
   CK_FUNCTION_LIST* fn() const { return module->fn(); }
@@ -241,15 +255,65 @@ struct Pkcs11Hsm::Impl {
   // the label is not one kekd could have generated (returning CKR_OK for both).
   CkOutcome kek_handle(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
                        KekLookup& lookup) {
-    lookup = KekLookup{};
-    {
-      std::shared_lock lock(handles_mu);
-      auto it = handles.find(std::string(label));
-      if (it != handles.end()) {
-        out = it->second;
-        return {};
+    for (;;) {
+      lookup = KekLookup{};
+      if (cached_handle(label, out)) return {};
+      // One lookup per label at a time. SoftHSM's C_FindObjects reads every object in the token
+      // (about 60 ms with 1000 keys), and after start-up or a re-initialisation every worker misses
+      // the cache at once: 16 sessions looking up the same label together held requests up for
+      // 600 ms. The others wait for the first and take its answer.
+      std::shared_ptr<KekSearch> search;
+      {
+        std::unique_lock lock(searches_mu);
+        auto [it, first] = searches.try_emplace(std::string(label));
+        if (first) it->second = std::make_shared<KekSearch>();
+        search = it->second;
+        if (!first) {
+          searches_done.wait(lock, [&] { return search->done; });
+          if (!search->answered) continue;  // its call failed on its session: look on ours
+          lookup = search->lookup;
+          out = search->handle;
+          return {};
+        }
       }
+      CkOutcome outcome;
+      try {
+        outcome = search_kek(session, label, out, lookup);
+        search->lookup = lookup;  // read by the waiters only once done is set, under searches_mu
+        search->handle = out;
+      } catch (...) {
+        end_search(label, *search, false);  // no waiter may wait for ever
+        throw;
+      }
+      end_search(label, *search, outcome.rv == CKR_OK);
+      return outcome;
     }
+  }
+
+  // Publishes a search's answer (its caller's lookup and handle, if `answered`) to those waiting.
+  void end_search(std::string_view label, KekSearch& search, bool answered) {
+    {
+      std::lock_guard lock(searches_mu);
+      search.done = true;
+      search.answered = answered;
+      searches.erase(std::string(label));
+    }
+    searches_done.notify_all();
+  }
+
+  bool cached_handle(std::string_view label, CK_OBJECT_HANDLE& out) {
+    std::shared_lock lock(handles_mu);
+    auto it = handles.find(std::string(label));
+    if (it == handles.end()) return false;
+    out = it->second;
+    return true;
+  }
+
+  // kek_handle's lookup in the token, caching what it finds.
+  CkOutcome search_kek(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
+                       KekLookup& lookup) {
+    // The cache again: another search may have ended between kek_handle's look and this one.
+    if (cached_handle(label, out)) return {};
     std::vector<CK_OBJECT_HANDLE> found;
     CkOutcome outcome = find_by_label(fn(), session, label, found);
     if (outcome.rv != CKR_OK) {

@@ -20,6 +20,7 @@
 
 #include "hsm/module.h"
 #include "hsm/session_pool.h"
+#include "shim_with_faults.h"
 #include "support/keyring_harness.h"
 #include "support/token_fixture.h"
 
@@ -43,37 +44,6 @@ constexpr bool kGlibcMalloc = true;
 #else
 constexpr bool kGlibcMalloc = true;
 #endif
-
-// Sets an environment variable for the shim, which reads it when it is loaded, until the end of
-// the scope (each test case runs in its own process under ctest, but not in a run of the binary).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { ::unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
-
-std::unique_ptr<hsm::Pkcs11Hsm> open_hsm(hsm::Pkcs11Config config) {
-  auto opened = hsm::Pkcs11Hsm::open(std::move(config));
-  REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
-  return std::move(*opened);
-}
-
-// The shim's call counts (KEKD_SHIM_STATS), written at each C_Finalize: function -> calls.
-std::map<std::string, unsigned long long> shim_calls(const std::string& path) {
-  std::map<std::string, unsigned long long> calls;
-  std::ifstream in(path);
-  std::string function;
-  unsigned long long n = 0, injected = 0;
-  while (in >> function >> n >> injected) calls[function] = n;
-  return calls;
-}
 
 // Wraps a fresh payload under label and unwraps it again; false (with a message) on any failure.
 bool round_trip(hsm::Hsm& hsm, const char* label, std::uint8_t seed) {
@@ -108,41 +78,6 @@ std::size_t heap_growth(hsm::Pkcs11Hsm& hsm, int warm_up, int wraps) {
   std::size_t after = heap_in_use();
   return after > before ? after - before : 0;
 }
-
-// kekd on the PKCS#11 shim, with faults switched by its control file (read at every call) and its
-// call counts written at each C_Finalize.
-class ShimWithFaults {
- public:
-  explicit ShimWithFaults(const TokenFixture& token)
-      : control_(token.dir() + "/shim-control"),
-        stats_(token.dir() + "/shim-stats"),
-        control_env_("KEKD_SHIM_CONTROL", control_),
-        interval_env_("KEKD_SHIM_CONTROL_INTERVAL_MS", "0"),
-        stats_env_("KEKD_SHIM_STATS", stats_) {
-    std::ofstream(control_) << "";
-  }
-
-  // Two sessions, re-initialised after `reinitialize_after` transient objects.
-  std::unique_ptr<hsm::Pkcs11Hsm> open(const TokenFixture& token,
-                                       std::uint64_t reinitialize_after) const {
-    hsm::Pkcs11Config config = token.config(2);
-    config.module_path = KEKD_SHIM_MODULE;
-    config.reinitialize_after = reinitialize_after;
-    return open_hsm(std::move(config));
-  }
-
-  // Replaces the rules at once (a new file renamed over the old one: never read half written).
-  void set_rules(const std::string& rules) const {
-    { std::ofstream(control_ + ".new") << rules; }
-    REQUIRE(std::rename((control_ + ".new").c_str(), control_.c_str()) == 0);
-  }
-
-  std::map<std::string, unsigned long long> calls() const { return shim_calls(stats_); }
-
- private:
-  std::string control_, stats_;
-  ScopedEnv control_env_, interval_env_, stats_env_;
-};
 
 // Has the pool re-initialise the module as Pkcs11Hsm does, without the count.
 Status reinitialize_pool(hsm::Pkcs11Hsm& hsm) {
