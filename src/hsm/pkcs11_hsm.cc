@@ -44,6 +44,8 @@ struct KekLookup {
 
 // One lookup of a KEK's handle in the token, shared with those who wait for it.
 struct KekSearch {
+  std::uint64_t epoch = 0;  // Pkcs11Hsm::Impl::keys_epoch when it began
+  std::condition_variable ended;
   bool done = false;
   bool answered = false;  // its calls succeeded: lookup and handle are the answer for every caller
   KekLookup lookup;
@@ -210,10 +212,11 @@ struct Pkcs11Hsm::Impl {
 
   std::shared_mutex handles_mu;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles;
-  // kek_handle's lookups in progress, by label, for the callers that wait for them.
+  // kek_handle's searches in progress, by label, for the callers that wait for them, and the
+  // count of changes to keys and handles that decides who may (keys_changed).
   std::mutex searches_mu;
-  std::condition_variable searches_done;
   std::unordered_map<std::string, std::shared_ptr<KekSearch>> searches;
+  std::atomic<std::uint64_t> keys_epoch{0};
   bool require_generated_keks = true;
 
   CK_FUNCTION_LIST* fn() const { return module->fn(); }
@@ -221,6 +224,7 @@ struct Pkcs11Hsm::Impl {
   void forget_handles() {
     std::unique_lock lock(handles_mu);
     handles.clear();
+    keys_changed();  // under handles_mu: see search_kek
   }
 
   // A wrap or unwrap made a session object (destroyed again at once).
@@ -247,6 +251,7 @@ struct Pkcs11Hsm::Impl {
   void forget_handle(std::string_view label) {
     std::unique_lock lock(handles_mu);
     handles.erase(std::string(label));
+    keys_changed();  // under handles_mu: see search_kek
   }
 
   // The KEK's object handle, through a cache: handles of token objects stay valid while the
@@ -255,51 +260,70 @@ struct Pkcs11Hsm::Impl {
   // the label is not one kekd could have generated (returning CKR_OK for both).
   CkOutcome kek_handle(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
                        KekLookup& lookup) {
-    for (;;) {
-      lookup = KekLookup{};
-      if (cached_handle(label, out)) return {};
-      // One lookup per label at a time. SoftHSM's C_FindObjects reads every object in the token
-      // (about 60 ms with 1000 keys), and after start-up or a re-initialisation every worker misses
-      // the cache at once: 16 sessions looking up the same label together held requests up for
-      // 600 ms. The others wait for the first and take its answer.
-      std::shared_ptr<KekSearch> search;
-      {
-        std::unique_lock lock(searches_mu);
-        auto [it, first] = searches.try_emplace(std::string(label));
-        if (first) it->second = std::make_shared<KekSearch>();
-        search = it->second;
-        if (!first) {
-          searches_done.wait(lock, [&] { return search->done; });
-          if (!search->answered) continue;  // its call failed on its session: look on ours
+    lookup = KekLookup{};
+    // Read before the cache: a search begun before the keys or the handles changed since does
+    // not answer this call (a key generated just before it, a retry after a stale handle).
+    const std::uint64_t epoch = keys_epoch.load(std::memory_order_acquire);
+    if (cached_handle(label, out)) return {};
+    // One search per label at a time. SoftHSM's C_FindObjects reads every object in the token
+    // (about 60 ms with 1000 keys), and after start-up or a re-initialisation every worker misses
+    // the cache at once: 16 sessions looking up the same label together held requests up for
+    // 600 ms. The others wait for the first and take its answer.
+    std::string key(label);
+    auto mine = std::make_shared<KekSearch>();
+    mine->epoch = epoch;
+    {
+      std::unique_lock lock(searches_mu);
+      auto [it, first] = searches.try_emplace(key, mine);
+      if (!first && it->second->epoch < epoch) {
+        // A search from before a change: the next callers wait for this one instead. (Its own
+        // end_search leaves the entry alone.)
+        it->second = mine;
+        first = true;
+      }
+      if (!first) {
+        // Begun at or after this call's epoch: its answer is as fresh as this call needs.
+        std::shared_ptr<KekSearch> search = it->second;
+        search->ended.wait(lock, [&] { return search->done; });
+        if (search->answered) {
           lookup = search->lookup;
           out = search->handle;
           return {};
         }
+        // Its call failed (on its own session: its CK_RV is not ours to report): look on our
+        // session, alongside the others that waited for it rather than one after another.
+        lock.unlock();
+        return search_kek(session, label, epoch, out, lookup);
       }
-      CkOutcome outcome;
-      try {
-        outcome = search_kek(session, label, out, lookup);
-        search->lookup = lookup;  // read by the waiters only once done is set, under searches_mu
-        search->handle = out;
-      } catch (...) {
-        end_search(label, *search, false);  // no waiter may wait for ever
-        throw;
-      }
-      end_search(label, *search, outcome.rv == CKR_OK);
-      return outcome;
     }
+    CkOutcome outcome;
+    try {
+      outcome = search_kek(session, label, epoch, out, lookup);
+      mine->lookup = lookup;  // read by the waiters only once done is set, under searches_mu
+      mine->handle = out;
+    } catch (...) {
+      end_search(key, *mine, false);  // no waiter may wait for ever
+      throw;
+    }
+    end_search(key, *mine, outcome.rv == CKR_OK);
+    return outcome;
   }
 
-  // Publishes a search's answer (its caller's lookup and handle, if `answered`) to those waiting.
-  void end_search(std::string_view label, KekSearch& search, bool answered) {
+  // Publishes a search's answer (its caller's lookup and handle, if `answered`) to its waiters.
+  void end_search(const std::string& key, KekSearch& search, bool answered) {
     {
       std::lock_guard lock(searches_mu);
       search.done = true;
       search.answered = answered;
-      searches.erase(std::string(label));
+      auto it = searches.find(key);
+      if (it != searches.end() && it->second.get() == &search) searches.erase(it);
     }
-    searches_done.notify_all();
+    search.ended.notify_all();
   }
+
+  // Handles or keys changed (a lost session, a re-initialisation, a key generated or destroyed):
+  // searches begun before answer no call made after.
+  void keys_changed() { keys_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
   bool cached_handle(std::string_view label, CK_OBJECT_HANDLE& out) {
     std::shared_lock lock(handles_mu);
@@ -310,8 +334,8 @@ struct Pkcs11Hsm::Impl {
   }
 
   // kek_handle's lookup in the token, caching what it finds.
-  CkOutcome search_kek(CK_SESSION_HANDLE session, std::string_view label, CK_OBJECT_HANDLE& out,
-                       KekLookup& lookup) {
+  CkOutcome search_kek(CK_SESSION_HANDLE session, std::string_view label, std::uint64_t epoch,
+                       CK_OBJECT_HANDLE& out, KekLookup& lookup) {
     // The cache again: another search may have ended between kek_handle's look and this one.
     if (cached_handle(label, out)) return {};
     std::vector<CK_OBJECT_HANDLE> found;
@@ -333,7 +357,11 @@ struct Pkcs11Hsm::Impl {
     }
     out = found.front();
     std::unique_lock lock(handles_mu);
-    handles.emplace(std::string(label), out);
+    // Not cached if the handles were forgotten since the search began (keys_changed is called
+    // under handles_mu): the handle may be the stale one they were forgotten for.
+    if (keys_epoch.load(std::memory_order_relaxed) == epoch) {
+      handles.emplace(std::string(label), out);
+    }
     return {};
   }
 
@@ -534,13 +562,17 @@ Result<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::open(Pkcs11Config config) {
 }
 
 Status Pkcs11Hsm::generate_kek(std::string_view label) {
-  return impl_->generate(label, CKO_SECRET_KEY, [&](CK_SESSION_HANDLE session, ByteView id) {
-    AttributeTemplate kek = kek_template(label, id);
-    CK_MECHANISM mechanism{CKM_AES_KEY_GEN, nullptr, 0};
-    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-    CK_RV rv = impl_->fn()->C_GenerateKey(session, &mechanism, kek.data(), kek.size(), &handle);
-    return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKey");
-  });
+  Status status =
+      impl_->generate(label, CKO_SECRET_KEY, [&](CK_SESSION_HANDLE session, ByteView id) {
+        AttributeTemplate kek = kek_template(label, id);
+        CK_MECHANISM mechanism{CKM_AES_KEY_GEN, nullptr, 0};
+        CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+        CK_RV rv = impl_->fn()->C_GenerateKey(session, &mechanism, kek.data(), kek.size(), &handle);
+        return rv == CKR_OK ? CkOutcome{} : failed(rv, "C_GenerateKey");
+      });
+  // A search for the label that began before may have found nothing: it answers no later call.
+  impl_->keys_changed();
+  return status;
 }
 
 Result<std::vector<std::string>> Pkcs11Hsm::find_keks(std::string_view prefix) {

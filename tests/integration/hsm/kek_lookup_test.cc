@@ -4,6 +4,8 @@
 // C_FindObjectsInit down so that the callers overlap, and counts or fails it.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <latch>
 #include <string>
 #include <thread>
@@ -102,7 +104,8 @@ TEST_CASE("WhenTheLookupTheyWaitedForFailsWorkersLookOnTheirOwnSessions" *
   ShimWithFaults shim(token);
   auto hsm = open_with_keks(token, shim);
   // The failure is the finder's, on its session: the others are not handed its CK_RV (which
-  // would mark their sessions as failed too), each looks once itself.
+  // would mark their sessions as failed too), each looks once itself (at once, not one after
+  // another: that is not counted here).
   shim.set_rules("delay C_FindObjectsInit 100000\nfail C_FindObjectsInit CKR_DEVICE_ERROR\n");
   std::vector<Result<Bytes>> wrapped = wrap_together(*hsm, [](int) { return kKekA; });
   for (const Result<Bytes>& result : wrapped) {
@@ -116,4 +119,34 @@ TEST_CASE("WhenTheLookupTheyWaitedForFailsWorkersLookOnTheirOwnSessions" *
   REQUIRE(hsm->wrap(kKekA, pattern_bytes(32, 1)).ok());
   hsm.reset();
   CHECK(finds(shim) - kGenerateFinds == kThreads + 1);
+}
+
+TEST_CASE("ASearchThatBeganBeforeAKekWasGeneratedDoesNotAnswerACallMadeAfter" *
+          doctest::test_suite("concurrency")) {
+  TokenFixture token;
+  ShimWithFaults shim(token);
+  auto hsm = open_with_keks(token, shim);
+  constexpr const char* kNew = "kekd:payments:3";
+  // The early wrap's search collects nothing (C_FindObjectsInit runs at once, before the key
+  // exists) and then sleeps 3 s in C_FindObjects, the rule read when that call starts.
+  shim.set_rules("delay C_FindObjects 3000000\n");
+  std::atomic<bool> early_done{false};
+  Result<Bytes> early_result = Error(Code::kInternal, "not run");
+  std::thread early([&] {
+    early_result = hsm->wrap(kNew, pattern_bytes(32, 1));
+    early_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  shim.set_rules("");
+  // Meanwhile the key is generated, and a wrap after that must find it: without the change
+  // count (keys_changed) it would wait for the early search and get its "no such key".
+  REQUIRE(hsm->generate_kek(kNew).ok());
+  Result<Bytes> wrapped = hsm->wrap(kNew, pattern_bytes(32, 2));
+  const bool overlapped = !early_done;
+  early.join();
+  CHECK_MESSAGE(wrapped.ok(), (wrapped.ok() ? "" : wrapped.error().to_string()));
+  // The case under test happened: the early search was still running, and it found nothing.
+  CHECK(overlapped);
+  REQUIRE_FALSE(early_result.ok());
+  CHECK(early_result.error().code() == Code::kNotFound);
 }
