@@ -37,6 +37,10 @@
 #   BENCH_BATCH_CONNECTIONS [8]     connections for batches
 #   BENCH_SESSIONS [2]              hsm.sessions of kekd on SoftHSM (workers = it); 2 is what
 #                                   docs/operations.md advises for a local software token
+#   BENCH_WORKER_CPUS [last]        server.worker_cpus of kekd on SoftHSM: "last" = the last CPU
+#                                   this shell may use, "none" = unset, or a list like "0,1"
+#                                   (docs/operations.md, "Confining the workers to one CPU");
+#                                   the shim's kekd is never confined (a network HSM)
 #   BENCH_SHIM_SESSIONS [16]  BENCH_SHIM_CONNECTIONS [64]  BENCH_SHIM_DELAY_US [2000]
 #   BENCH_HEALTH_CONNECTIONS [4]    the concurrent health wrk of the shim runs
 #   BENCH_HEALTH_DELAY_MS [5]       its pause between an answer and the next request on a
@@ -61,6 +65,15 @@ connections=${BENCH_CONNECTIONS:-1 8 32 128}
 batch=${BENCH_BATCH:-100}
 batch_connections=${BENCH_BATCH_CONNECTIONS:-8}
 sessions=${BENCH_SESSIONS:-2}
+worker_cpus=${BENCH_WORKER_CPUS:-last}
+if [ "$worker_cpus" = last ]; then
+  worker_cpus=$(awk '/^Cpus_allowed_list:/ { n = split($2, a, /[,-]/); print a[n] }' /proc/self/status)
+  worker_cpus=${worker_cpus:-none}
+fi
+if ! [[ $worker_cpus =~ ^[0-9]+(,[0-9]+)*$ || $worker_cpus == none ]]; then
+  echo "BENCH_WORKER_CPUS: want last, none or a list of CPUs like 0,1 (got '$worker_cpus')" >&2
+  exit 2
+fi
 shim_sessions=${BENCH_SHIM_SESSIONS:-16}
 shim_connections=${BENCH_SHIM_CONNECTIONS:-64}
 shim_delay_us=${BENCH_SHIM_DELAY_US:-2000}
@@ -114,7 +127,10 @@ rows="$work/rows.jsonl"  # one JSON object per measurement
 load_start=$(loadavg)
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-bench_config "$var/kekd.toml" "$var/bench.toml" hsm.sessions="$sessions" server.workers=0
+worker_cpus_setting=()
+if [ "$worker_cpus" != none ]; then worker_cpus_setting=(server.worker_cpus="[$worker_cpus]"); fi
+bench_config "$var/kekd.toml" "$var/bench.toml" hsm.sessions="$sessions" server.workers=0 \
+  "${worker_cpus_setting[@]}"
 bench_config "$var/kekd.toml" "$var/bench-shim.toml" hsm.sessions="$shim_sessions" \
   server.workers=0 hsm.module="\"$shim\""
 url="http://127.0.0.1:$port"
@@ -347,6 +363,7 @@ jq -s \
   --argjson mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" --arg kernel "$(uname -r)" \
   --arg softhsm "$(softhsm2-util --version)" --arg wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f2)" \
   --argjson seconds "$seconds" --argjson warmup "$warmup" --argjson sessions "$sessions" \
+  --arg worker_cpus "$worker_cpus" \
   --argjson runs "$runs" --argjson hc0 "$health_connections" \
   --argjson health_delay_ms "$health_delay_ms" \
   --argjson shim_sessions "$shim_sessions" --argjson shim_delay_us "$shim_delay_us" '
@@ -369,7 +386,8 @@ jq -s \
     machine: {nproc: $nproc, cpu: $cpu, mem_mib: ($mem_kib / 1024 | floor), kernel: $kernel,
               loadavg_start: $load_start, loadavg_end: $load_end},
     software: {softhsm: $softhsm, wrk: $wrk},
-    settings: {seconds: $seconds, warmup: $warmup, sessions: $sessions, runs: $runs,
+    settings: {seconds: $seconds, warmup: $warmup, sessions: $sessions, worker_cpus: $worker_cpus,
+               runs: $runs,
                health_connections: $hc0, health_delay_ms: $health_delay_ms,
                shim_sessions: $shim_sessions, shim_delay_us: $shim_delay_us,
                shim_model_ops_per_sec: $model},
@@ -397,7 +415,7 @@ jq -s \
 {
   jq -r '"kekd benchmark  git \(.git_sha)\(if .dirty then " (uncommitted changes)" else "" end)  \(.started)",
          "machine: \(.machine.nproc) CPUs, \(.machine.cpu), \(.machine.mem_mib) MiB; load average \(.machine.loadavg_start) at start, \(.machine.loadavg_end) at end",
-         "\(.settings.seconds) s per run after \(.settings.warmup) s warm-up; kekd hsm.sessions = \(.settings.sessions) (workers = sessions); 32-byte keys; SoftHSM \(.software.softhsm)"' "$out"
+         "\(.settings.seconds) s per run after \(.settings.warmup) s warm-up; kekd hsm.sessions = \(.settings.sessions) (workers = sessions, on CPUs \(if .settings.worker_cpus == "none" then "any" else .settings.worker_cpus end); the shim'"'"'s on any); 32-byte keys; SoftHSM \(.software.softhsm)"' "$out"
   echo
   echo "In-process ceiling (kekd's PKCS#11 calls in a C++ loop, no HTTP): the median of the runs"
   jq -r '["scenario","op","threads","ops/s","runs (in order)"],

@@ -111,7 +111,8 @@ run_cases() {
 
 # The "concurrency" suite is marked where the tests are, not listed here. So that a new test with
 # threads cannot stay out of it unnoticed, every test case that starts a thread (std::thread,
-# std::jthread, std::async) or an object that runs its own (AuditLog::open, HttpServer::start) must
+# std::jthread, std::async) or an object that runs its own (AuditLog::open, HttpServer::start, a
+# RequestQueue) must
 # carry `doctest::test_suite("concurrency")` or sit between TEST_SUITE_BEGIN("concurrency") and
 # TEST_SUITE_END().
 check_concurrency_marks() {
@@ -130,7 +131,7 @@ check_concurrency_marks() {
         }
         next
       }
-      name != "" && !marked && /std::(thread|jthread|async)([^a-z_]|$)|AuditLog::open|HttpServer::start/ {
+      name != "" && !marked && /std::(thread|jthread|async)([^a-z_]|$)|AuditLog::open|HttpServer::start|RequestQueue [a-z_]+\(/ {
         print FILENAME ":" FNR ": " name
         marked = 1  # once per test case
       }')

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "kekd/common/thread_affinity.h"
 #include "kekd/common/thread_name.h"
 
 namespace kekd::api {
@@ -108,6 +109,16 @@ void RequestQueue::stop() {
   }
   workers_.clear();
   if (sweeper_.joinable()) sweeper_.join();
+}
+
+Status RequestQueue::pin_workers(const std::vector<unsigned>& cpus) {
+  // Checked here, not left to the kernel: it accepts any online CPU, even one outside the
+  // process's own affinity (taskset, CPUAffinity=), and would widen the workers' to it.
+  KEKD_RETURN_IF_ERROR(check_cpus_allowed(cpus, "worker CPUs"));
+  for (std::thread& worker : workers_) {
+    KEKD_RETURN_IF_ERROR(pin_thread(worker, cpus));
+  }
+  return ok_status();
 }
 
 std::uint64_t RequestQueue::expired() const {

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "kekd/common/error.h"
+
 namespace kekd::api {
 
 class RequestQueue {
@@ -41,6 +43,10 @@ class RequestQueue {
   void stop();
 
   std::uint64_t expired() const;
+
+  // Lets every worker run only on `cpus` (server.worker_cpus). Called once, right after
+  // construction.
+  Status pin_workers(const std::vector<unsigned>& cpus);
 
  private:
   struct Entry {

@@ -743,6 +743,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options, Han
   // Without an answer for it, a timeout would leave requests unanswered: then they wait.
   state->workers.emplace(o.workers,
                          o.on_queue_timeout ? o.queue_timeout : std::chrono::milliseconds(0));
+  if (!o.worker_cpus.empty()) {
+    KEKD_RETURN_IF_ERROR(state->workers->pin_workers(o.worker_cpus));
+  }
 
   state->work.emplace(state->ioc->get_executor());
   state->idle_sweep = std::make_unique<net::steady_timer>(*state->ioc);

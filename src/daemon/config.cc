@@ -30,6 +30,7 @@ const std::set<std::string> kKnown = {"server",
                                       "server.allow_plaintext",
                                       "server.io_threads",
                                       "server.workers",
+                                      "server.worker_cpus",
                                       "server.max_connections",
                                       "server.header_limit",
                                       "server.body_limit",
@@ -127,6 +128,36 @@ Status read_count_or_auto(const toml::table& root, const char* path,
   return ok_status();
 }
 
+// An array of distinct CPU numbers, each below the kernel's CPU_SETSIZE (1024).
+Status read_cpus(const toml::table& root, const char* path, std::vector<unsigned>& out) {
+  toml::node_view<const toml::node> node = root.at_path(path);
+  if (!node) {
+    return ok_status();
+  }
+  const std::string shape = std::string(path) + " must be an array of CPU numbers, like [1]";
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    return bad(shape);
+  }
+  std::vector<unsigned> cpus;
+  for (const toml::node& element : *array) {
+    std::optional<std::int64_t> cpu = element.value_exact<std::int64_t>();
+    if (!cpu) {
+      return bad(shape);
+    }
+    if (*cpu < 0 || *cpu > 1023) {
+      return bad(std::string(path) + ": " + std::to_string(*cpu) +
+                 " is not a CPU number (0 to 1023)");
+    }
+    if (std::find(cpus.begin(), cpus.end(), static_cast<unsigned>(*cpu)) != cpus.end()) {
+      return bad(std::string(path) + " names CPU " + std::to_string(*cpu) + " twice");
+    }
+    cpus.push_back(static_cast<unsigned>(*cpu));
+  }
+  out = std::move(cpus);
+  return ok_status();
+}
+
 Status read_duration(const toml::table& root, const char* path, UnixMillis& out) {
   std::string text;
   KEKD_RETURN_IF_ERROR(read(root, path, text));
@@ -209,6 +240,7 @@ Result<Config> parse_config(std::string_view text, const std::string& base_dir) 
   KEKD_RETURN_IF_ERROR(read(root, "server.allow_plaintext", c.server.allow_plaintext));
   KEKD_RETURN_IF_ERROR(read_size(root, "server.io_threads", c.server.io_threads, 0, 64));
   KEKD_RETURN_IF_ERROR(read_size(root, "server.workers", c.server.workers, 0, 1024));
+  KEKD_RETURN_IF_ERROR(read_cpus(root, "server.worker_cpus", c.server.worker_cpus));
   KEKD_RETURN_IF_ERROR(
       read_size(root, "server.max_connections", c.server.max_connections, 1, 1'000'000));
   KEKD_RETURN_IF_ERROR(

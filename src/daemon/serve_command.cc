@@ -10,6 +10,7 @@
 #include "kekd/api/api.h"
 #include "kekd/api/server.h"
 #include "kekd/audit/audit_log.h"
+#include "kekd/common/thread_affinity.h"
 #include "kekd/daemon/commands.h"
 #include "kekd/daemon/deployment.h"
 #include "metered_hsm.h"
@@ -201,6 +202,7 @@ api::ServerOptions server_options(const Config& config) {
   o.port = config.server.port;
   o.io_threads = io_threads_for(config.server.io_threads, std::thread::hardware_concurrency());
   o.workers = config.server.workers != 0 ? config.server.workers : config.hsm.sessions;
+  o.worker_cpus = config.server.worker_cpus;
   o.answers_at_once = &api::Api::answers_at_once;
   o.max_connections = connections_within_descriptor_limit(config.server.max_connections);
   o.header_limit = config.server.header_limit;
@@ -222,6 +224,8 @@ Status run_serve(const std::string& config_path) {
   // No core dumps and no ptrace by other users: main() has called protect_process_memory().
   KEKD_ASSIGN_OR_RETURN(Config config, load_config(config_path));
   spdlog::set_level(spdlog::level::from_str(config.log_level));
+  // Before anything opens: a CPU this machine (or this cgroup) lacks is a mistake in kekd.toml.
+  KEKD_RETURN_IF_ERROR(check_cpus_allowed(config.server.worker_cpus, "server.worker_cpus"));
 
   // Block the stop signals before any thread starts, so that every thread inherits the mask and
   // only sigwait below receives them.
@@ -398,10 +402,12 @@ Status run_serve(const std::string& config_path) {
   auto ticker = std::make_unique<Ticker>(*d.ceremonies, raw_hsm);
 
   spdlog::info(
-      "kekd serving on {}://{}:{} (token '{}', store {}; {} I/O threads, {} workers; HSM module "
-      "re-initialised every {} transient objects, 0: never)",
+      "kekd serving on {}://{}:{} (token '{}', store {}; {} I/O threads, {} workers on CPUs {}; "
+      "HSM module re-initialised every {} transient objects, 0: never)",
       config.server.tls_cert.empty() ? "http" : "https", config.server.host, server->port(),
       config.hsm.token_label, config.store_path, io_threads, workers,
+      config.server.worker_cpus.empty() ? std::string("any")
+                                        : cpu_list_text(config.server.worker_cpus),
       raw_hsm.health().reinitialize_after);
 
   int signal = 0;

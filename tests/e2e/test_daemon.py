@@ -13,6 +13,17 @@ sys.path.insert(0, os.path.dirname(__file__))
 from kekd_e2e import E2ETest, KEKD_BIN, run  # noqa: E402
 
 
+def cpu_list(cpus):
+    """A CPU list as the kernel writes one in Cpus_allowed_list: "0-3,6"."""
+    runs = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][1] + 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 class Daemon(E2ETest):
     def test_health_ready_and_metrics(self):
         d = self.deployment().start()
@@ -49,6 +60,53 @@ class Daemon(E2ETest):
         d.start()
         self.assertEqual(io_threads(d), (3, 4))
         self.assertEqual(d.get("/v1/health").json(), {"status": "ok"})
+
+    def test_worker_cpus_confine_the_workers_and_nothing_else(self):
+        def cpus_by_thread(d):
+            task = f"/proc/{d.proc.pid}/task"
+            found = {}
+            for tid in os.listdir(task):
+                with open(os.path.join(task, tid, "comm")) as f:
+                    name = f.read().strip()
+                with open(os.path.join(task, tid, "status")) as f:
+                    allowed = next(line.split(":")[1].strip() for line in f
+                                   if line.startswith("Cpus_allowed_list:"))
+                found.setdefault(name, set()).add(allowed)
+            return found
+
+        allowed = sorted(os.sched_getaffinity(0))
+        own = cpu_list(allowed)
+        cpu = allowed[-1]
+        d = self.deployment()
+        config = os.path.join(d.dir, "kekd.toml")
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("[server]\n", f"[server]\nworker_cpus = [{cpu}]\n", 1))
+        d.start()
+        found = cpus_by_thread(d)
+        self.assertEqual(found.pop("kekd-worker"), {str(cpu)})  # all 4 workers
+        self.assertEqual(found.pop("kekd-io"), {own})
+        self.assertEqual(found.pop("kekd-audit"), {own})
+        self.assertIn(f"4 workers on CPUs {cpu};", d.read_log())
+        # The workers still do their work: a key made by a ceremony, a wrap and an unwrap.
+        d.ceremony("create-key", "demo")
+        token = d.client([{"key": "demo", "operations": ["wrap", "unwrap"]}])
+        wrapped = d.request("POST", "/v1/keys/demo/wrap", {"plaintext": "AAAA"}, token=token)
+        self.assertEqual(wrapped.status, 200, wrapped.body)
+        unwrapped = d.request("POST", "/v1/keys/demo/unwrap",
+                              {"ciphertext": wrapped.json()["ciphertext"]}, token=token)
+        self.assertEqual(unwrapped.json()["plaintext"], "AAAA", unwrapped.body)
+        d.stop()
+
+        # A CPU this process may not run on: kekd refuses to start, and says which it may.
+        missing = next(n for n in range(1024) if n not in allowed)
+        with open(config, "w") as f:
+            f.write(text.replace("[server]\n", f"[server]\nworker_cpus = [{cpu}, {missing}]\n", 1))
+        result = run([KEKD_BIN, "serve", "--config", config], env=d.env, check=False)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"server.worker_cpus: CPU {missing} is not one kekd may run on ({own})",
+                      result.stderr)
 
     def test_every_response_has_request_id_and_errors_are_json(self):
         d = self.deployment().start()

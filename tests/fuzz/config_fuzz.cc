@@ -61,6 +61,9 @@ std::string to_toml(const Config& c) {
   t += std::string("allow_plaintext = ") + (c.server.allow_plaintext ? "true" : "false") + "\n";
   t += "io_threads = " + std::to_string(c.server.io_threads) + "\n";
   t += "workers = " + std::to_string(c.server.workers) + "\n";
+  t += "worker_cpus = [";
+  for (unsigned cpu : c.server.worker_cpus) t += std::to_string(cpu) + ",";
+  t += "]\n";
   t += "max_connections = " + std::to_string(c.server.max_connections) + "\n";
   t += "header_limit = " + std::to_string(c.server.header_limit) + "\n";
   t += "body_limit = " + std::to_string(c.server.body_limit) + "\n";
@@ -117,6 +120,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(!c.server.host.empty());
   FUZZ_CHECK(c.server.io_threads <= 64);  // 0: chosen from the CPUs at start
   FUZZ_CHECK(c.server.workers <= 1024);
+  for (std::size_t i = 0; i < c.server.worker_cpus.size(); ++i) {
+    FUZZ_CHECK(c.server.worker_cpus[i] <= 1023);  // whether the machine has it: at kekd serve
+    for (std::size_t j = 0; j < i; ++j) {
+      FUZZ_CHECK(c.server.worker_cpus[i] != c.server.worker_cpus[j]);
+    }
+  }
   FUZZ_CHECK(c.server.max_connections >= 1 && c.server.max_connections <= 1'000'000);
   FUZZ_CHECK(c.server.header_limit >= 1024 && c.server.header_limit <= 1024 * 1024);
   FUZZ_CHECK(c.server.body_limit >= 1024 && c.server.body_limit <= 64 * 1024 * 1024);
@@ -143,6 +152,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
              a.server.client_ca == c.server.client_ca);
   FUZZ_CHECK(a.server.allow_plaintext == c.server.allow_plaintext);
   FUZZ_CHECK(a.server.io_threads == c.server.io_threads && a.server.workers == c.server.workers &&
+             a.server.worker_cpus == c.server.worker_cpus &&
              a.server.max_connections == c.server.max_connections &&
              a.server.header_limit == c.server.header_limit &&
              a.server.body_limit == c.server.body_limit);

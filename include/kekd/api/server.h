@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kekd/api/http_message.h"
 #include "kekd/common/error.h"
@@ -42,6 +43,8 @@ struct ServerOptions {
   std::uint16_t port = 8200;  // 0: any free port (tests)
   std::size_t io_threads = 2;
   std::size_t workers = 8;
+  // The CPUs the workers may run on (RequestQueue::pin_workers); empty: any.
+  std::vector<unsigned> worker_cpus;
   std::size_t max_connections = 1024;
   std::size_t header_limit = 8 * 1024;
   std::size_t body_limit = 1024 * 1024;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kekd/common/error.h"
 #include "kekd/common/time.h"
@@ -23,6 +24,9 @@ struct ServerConfig {
   bool allow_plaintext = false;
   std::size_t io_threads = 0;  // 0: one per four CPUs, at least one (io_threads_for)
   std::size_t workers = 0;     // 0: as many as HSM sessions
+  // The CPUs the workers may run on; empty: any (docs/operations.md, "Confining the workers to
+  // one CPU"). Whether this machine has them is checked at `kekd serve`, not here.
+  std::vector<unsigned> worker_cpus;
   std::size_t max_connections = 1024;
   std::size_t header_limit = 8 * 1024;
   std::size_t body_limit = 1024 * 1024;

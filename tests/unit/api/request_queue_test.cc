@@ -1,8 +1,12 @@
 // The queue between the I/O threads and the workers (src/api/request_queue.h): every job runs or
 // expires exactly once, expiry comes at the timeout and not before, and stop() drops what no
-// worker has taken. Threads throughout, so suite "concurrency" (run under ThreadSanitizer).
+// worker has taken; the workers can be confined to chosen CPUs. Threads throughout, so suite
+// "concurrency" (run under ThreadSanitizer).
 #include <doctest/doctest.h>
+#include <pthread.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,6 +15,7 @@
 #include <vector>
 
 #include "api/request_queue.h"
+#include "kekd/common/thread_affinity.h"
 
 using kekd::api::RequestQueue;
 using namespace std::chrono_literals;
@@ -186,4 +191,78 @@ TEST_CASE("RequestQueueWithAnEnormousOrTinyTimeoutStillRunsOrExpiresCorrectly" *
     CHECK(ran.load() + expired.load() == 100);
     CHECK(expired.load() > 0);
   }
+}
+
+// server.worker_cpus: every worker may run only on the CPUs given, and a CPU the process may not
+// use is refused with a message that says which it may (kekd serve checks this before it starts).
+TEST_CASE("RequestQueuePinsEveryWorkerToTheGivenCpus" * doctest::test_suite("concurrency")) {
+  const std::vector<unsigned> allowed = kekd::allowed_cpus();
+  REQUIRE_FALSE(allowed.empty());
+  const std::vector<unsigned> one = {allowed.back()};
+  RequestQueue queue(3, 0ms);  // no timeout: a job held up on a busy machine still runs
+  REQUIRE(queue.pin_workers(one).ok());
+
+  // Three jobs held until all three run: one on each worker, each reading its own affinity.
+  Gate gate;
+  std::mutex mu;
+  std::vector<std::vector<unsigned>> seen;
+  for (int i = 0; i < 3; ++i) {
+    queue.push(
+        [&] {
+          cpu_set_t set;
+          CPU_ZERO(&set);
+          std::vector<unsigned> cpus;  // stays empty if the call fails
+          if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+            for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+              if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+            }
+          }
+          {
+            std::lock_guard lock(mu);
+            seen.push_back(std::move(cpus));
+          }
+          gate.hold();
+        },
+        [] {});
+  }
+  gate.wait_held(3);
+  gate.release();
+  queue.stop();
+  REQUIRE(seen.size() == 3);
+  for (const std::vector<unsigned>& cpus : seen) CHECK(cpus == one);
+  // The thread that made the queue keeps every CPU it had.
+  CHECK(kekd::allowed_cpus() == allowed);
+}
+
+TEST_CASE("WorkerCpusThatTheProcessMayNotUseAreRefusedWithWhatItMay" *
+          doctest::test_suite("concurrency")) {
+  const std::vector<unsigned> allowed = kekd::allowed_cpus();
+  REQUIRE_FALSE(allowed.empty());
+  CHECK(kekd::check_cpus_allowed(allowed, "server.worker_cpus").ok());
+  CHECK(kekd::check_cpus_allowed({}, "server.worker_cpus").ok());
+  unsigned missing = 0;
+  while (std::binary_search(allowed.begin(), allowed.end(), missing)) ++missing;
+  kekd::Status refused = kekd::check_cpus_allowed({allowed.front(), missing}, "server.worker_cpus");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code() == kekd::Code::kInvalidArgument);
+  CHECK(refused.error().message() == "server.worker_cpus: CPU " + std::to_string(missing) +
+                                         " is not one kekd may run on (" +
+                                         kekd::cpu_list_text(allowed) + ")");
+
+  // Pinning to it is refused too, by kekd: the kernel would take a CPU outside the process's
+  // taskset as long as it is online, and widen the workers' affinity.
+  RequestQueue queue(1, 0ms);
+  kekd::Status pinned = queue.pin_workers({missing});
+  REQUIRE_FALSE(pinned.ok());
+  CHECK(pinned.error().message() == "worker CPUs: CPU " + std::to_string(missing) +
+                                        " is not one kekd may run on (" +
+                                        kekd::cpu_list_text(allowed) + ")");
+}
+
+TEST_CASE("CpuListTextIsWhatTheKernelWrites") {
+  CHECK(kekd::cpu_list_text({}) == "");
+  CHECK(kekd::cpu_list_text({5}) == "5");
+  CHECK(kekd::cpu_list_text({0, 1}) == "0-1");
+  CHECK(kekd::cpu_list_text({6, 0, 2, 1, 3, 1}) == "0-3,6");
+  CHECK(kekd::cpu_list_text({0, 2, 4, 5, 6, 1023}) == "0,2,4-6,1023");
 }

@@ -1,6 +1,7 @@
 // kekd.toml loading: the shape of the file (sections are tables of values, keys are plain),
-// server.listen and audit.commit_delay_us. Each refused shape and listen address is also a
-// regression case of the config fuzz target (tests/fuzz/corpus/config/regression-*).
+// server.listen, server.worker_cpus and audit.commit_delay_us. Each refused shape and listen
+// address is also a regression case of the config fuzz target (tests/fuzz/corpus/config/
+// regression-*); the worker_cpus cases found no defect there and are checked here only.
 #include <doctest/doctest.h>
 
 #include "kekd/daemon/config.h"
@@ -68,6 +69,32 @@ TEST_CASE("IoThreadsDefaultToOnePerFourCpusAndAConfiguredNumberWins") {
         std::string::npos);
   CHECK(refused("[server]\nio_threads = -1\n").message().find("server.io_threads") !=
         std::string::npos);
+}
+
+TEST_CASE("WorkerCpusAreAnArrayOfDistinctCpuNumbersAndNoneByDefault") {
+  Result<Config> c = parse_config("", "/etc/kekd");
+  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  CHECK(c->server.worker_cpus.empty());
+
+  Result<Config> set = parse_config("[server]\nworker_cpus = [3, 0, 1023]\n", "/etc/kekd");
+  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  CHECK(set->server.worker_cpus == std::vector<unsigned>{3, 0, 1023});
+  Result<Config> empty = parse_config("[server]\nworker_cpus = []\n", "/etc/kekd");
+  REQUIRE_MESSAGE(empty.ok(), empty.error().to_string());
+  CHECK(empty->server.worker_cpus.empty());
+
+  const std::string shape = "config: server.worker_cpus must be an array of CPU numbers, like [1]";
+  CHECK(refused("[server]\nworker_cpus = 1\n").message() == shape);
+  CHECK(refused("[server]\nworker_cpus = \"0-1\"\n").message() == shape);
+  CHECK(refused("[server]\nworker_cpus = [1, \"2\"]\n").message() == shape);
+  CHECK(refused("[server]\nworker_cpus = [1.0]\n").message() == shape);
+  CHECK(refused("[server]\nworker_cpus = [[1]]\n").message() == shape);
+  CHECK(refused("[server]\nworker_cpus = [-1]\n").message() ==
+        "config: server.worker_cpus: -1 is not a CPU number (0 to 1023)");
+  CHECK(refused("[server]\nworker_cpus = [1024]\n").message() ==
+        "config: server.worker_cpus: 1024 is not a CPU number (0 to 1023)");
+  CHECK(refused("[server]\nworker_cpus = [1, 2, 1]\n").message() ==
+        "config: server.worker_cpus names CPU 1 twice");
 }
 
 TEST_CASE("AuditCommitDelayDefaultsTo200MicrosecondsAndIsBounded") {
