@@ -112,9 +112,8 @@ run_cases() {
 # The "concurrency" suite is marked where the tests are, not listed here. So that a new test with
 # threads cannot stay out of it unnoticed, every test case that starts a thread (std::thread,
 # std::jthread, std::async) or an object that runs its own (AuditLog::open, HttpServer::start, a
-# RequestQueue) must
-# carry `doctest::test_suite("concurrency")` or sit between TEST_SUITE_BEGIN("concurrency") and
-# TEST_SUITE_END().
+# RequestQueue) must carry `doctest::test_suite("concurrency")` or sit between
+# TEST_SUITE_BEGIN("concurrency") and TEST_SUITE_END().
 check_concurrency_marks() {
   local unmarked
   unmarked=$(find "$root/tests/unit" "$root/tests/integration" -name '*.cc' -print0 | sort -z |
